@@ -15,6 +15,9 @@ PINS=(
   "jsonpatch==1.48"
   "PyYAML==6.0.4"
   "pytest==9.2.0"
+  # kmock registers a pytest plugin that imports pytest_asyncio without
+  # depending on it: without this pin every pytest run in the venv fails.
+  "pytest-asyncio==1.5.0"
   "aiosmtpd==1.4.6"
   "moto[server]==5.2.5"
 )

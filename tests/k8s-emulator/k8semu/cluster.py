@@ -118,8 +118,9 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         self._changes.clear()
         self._change_rvs.clear()
         # The resourceVersion keeps counting up across resets, so that a watch
-        # or list token from before the reset is recognisably stale (410).
-        self._changes_floor = self._rv
+        # or list token from before the reset is recognisably stale (410):
+        # its deletions were never sent as events.
+        self._changes_floor = self._rv + 1
         self.scripts = pods.PodScripts()
         self.access = AccessPolicy()
         self.exec_log.clear()
