@@ -17,7 +17,10 @@ pub const MASK: &str = "***";
 impl Secret {
     /// Wraps `value`; `name` says where it came from (shown in place of the value).
     pub fn new(name: impl Into<Arc<str>>, value: impl Into<Arc<str>>) -> Self {
-        Self { name: name.into(), value: value.into() }
+        Self {
+            name: name.into(),
+            value: value.into(),
+        }
     }
 
     /// The reference the script used to obtain the secret, safe to show.

@@ -35,7 +35,10 @@ impl Masker {
         if secret.chars().count() < MIN_MASKED_LEN {
             return false;
         }
-        let mut patterns = self.inner.write().unwrap_or_else(|poison| poison.into_inner());
+        let mut patterns = self
+            .inner
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner());
         if patterns.values.iter().any(|known| known == secret) {
             return true;
         }
@@ -95,7 +98,9 @@ impl Masker {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Patterns> {
-        self.inner.read().unwrap_or_else(|poison| poison.into_inner())
+        self.inner
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 }
 

@@ -107,7 +107,12 @@ struct Builder {
 
 impl Default for Report {
     fn default() -> Self {
-        Self { start: None, end: None, items: Vec::new(), logs: Vec::new() }
+        Self {
+            start: None,
+            end: None,
+            items: Vec::new(),
+            logs: Vec::new(),
+        }
     }
 }
 
@@ -126,14 +131,25 @@ impl Builder {
                 let path = self.push(*parent, Item::Section(node));
                 self.sections.insert(*id, path);
             }
-            Event::SectionEnd { id, status, duration_ms, .. } => {
+            Event::SectionEnd {
+                id,
+                status,
+                duration_ms,
+                ..
+            } => {
                 if let Some(Item::Section(section)) = self.item_mut(self.sections.get(id).cloned())
                 {
                     section.status = Some(*status);
                     section.duration_ms = Some(*duration_ms);
                 }
             }
-            Event::StepStart { id, section, kind, title, .. } => {
+            Event::StepStart {
+                id,
+                section,
+                kind,
+                title,
+                ..
+            } => {
                 let node = StepNode {
                     kind: *kind,
                     title: title.clone(),
@@ -149,7 +165,14 @@ impl Builder {
                     step.end = Some(end.clone());
                 }
             }
-            Event::BindingStart { call, step, name, effect, target, .. } => {
+            Event::BindingStart {
+                call,
+                step,
+                name,
+                effect,
+                target,
+                ..
+            } => {
                 let path = step.and_then(|id| self.steps.get(&id).cloned());
                 if let Some(node) = self.step_mut(*step) {
                     node.calls.push(Call {
@@ -166,8 +189,16 @@ impl Builder {
                     }
                 }
             }
-            Event::BindingEnd { call, outcome, duration_ms, error, .. } => {
-                let Some((path, index)) = self.calls.get(call).cloned() else { return };
+            Event::BindingEnd {
+                call,
+                outcome,
+                duration_ms,
+                error,
+                ..
+            } => {
+                let Some((path, index)) = self.calls.get(call).cloned() else {
+                    return;
+                };
                 if let Some(Item::Step(step)) = self.item_mut(Some(path))
                     && let Some(entry) = step.calls.get_mut(index)
                 {
@@ -176,8 +207,15 @@ impl Builder {
                     entry.error = error.clone();
                 }
             }
-            Event::Log { step, level, message } => {
-                let line = LogLine { level: *level, message: message.clone() };
+            Event::Log {
+                step,
+                level,
+                message,
+            } => {
+                let line = LogLine {
+                    level: *level,
+                    message: message.clone(),
+                };
                 match self.step_mut(*step) {
                     Some(node) => node.logs.push(line),
                     None => self.report.logs.push(line),
@@ -212,7 +250,9 @@ impl Builder {
         let (first, rest) = path.split_first()?;
         let mut item = self.report.items.get_mut(*first)?;
         for index in rest {
-            let Item::Section(section) = item else { return None };
+            let Item::Section(section) = item else {
+                return None;
+            };
             item = section.items.get_mut(*index)?;
         }
         Some(item)
@@ -232,7 +272,9 @@ pub fn status_mark(status: Option<Status>) -> &'static str {
 }
 
 fn step_status_label(step: &StepNode) -> String {
-    let Some(end) = &step.end else { return "not finished".to_owned() };
+    let Some(end) = &step.end else {
+        return "not finished".to_owned();
+    };
     match (end.status, end.severity) {
         (Status::Failed, Some(severity)) if !severity.fails_run() => {
             format!("failed ({})", severity_name(severity))
@@ -266,13 +308,20 @@ pub fn markdown(report: &Report) -> String {
 }
 
 fn markdown_header(report: &Report, out: &mut String) {
-    let title = report.start.as_ref().map_or("(unknown runbook)", |s| s.runbook.as_str());
+    let title = report
+        .start
+        .as_ref()
+        .map_or("(unknown runbook)", |s| s.runbook.as_str());
     let _ = writeln!(out, "# Runbook report: {title}\n");
     if let Some(start) = &report.start {
         let _ = writeln!(out, "| | |\n|---|---|");
         let _ = writeln!(out, "| Run | `{}` |", start.run_id);
         let _ = writeln!(out, "| Environment | {} |", start.environment);
-        let _ = writeln!(out, "| Dry run | {} |", if start.dry_run { "yes" } else { "no" });
+        let _ = writeln!(
+            out,
+            "| Dry run | {} |",
+            if start.dry_run { "yes" } else { "no" }
+        );
         let _ = writeln!(out, "| By | {}@{} |", start.user, start.host);
         let _ = writeln!(out, "| Runbook SHA-256 | `{}` |", start.sha256);
         if let Some(commit) = &start.git_commit {
@@ -327,7 +376,10 @@ fn markdown_items(items: &[Item], depth: usize, out: &mut String) {
 
 fn markdown_step(step: &StepNode, out: &mut String) {
     let status = step.end.as_ref().map(|end| end.status);
-    let duration = step.end.as_ref().map_or(String::new(), |e| format!(", {} ms", e.duration_ms));
+    let duration = step
+        .end
+        .as_ref()
+        .map_or(String::new(), |e| format!(", {} ms", e.duration_ms));
     let _ = writeln!(
         out,
         "- {} **{}** {} ({}{duration})",
@@ -341,14 +393,19 @@ fn markdown_step(step: &StepNode, out: &mut String) {
         let _ = writeln!(out, "  - confirmed by {by}");
     }
     if let Some(message) = &end.message {
-        let at = end.location.as_ref().map_or(String::new(), |l| format!(" (at {l})"));
+        let at = end
+            .location
+            .as_ref()
+            .map_or(String::new(), |l| format!(" (at {l})"));
         let _ = writeln!(out, "  - {}{at}", inline(message));
     }
     for finding in &end.findings {
         let _ = writeln!(out, "  - finding: {}", inline(&value_text(finding)));
     }
     for call in &step.calls {
-        let outcome = call.outcome.map_or("unfinished".to_owned(), |o| format!("{o:?}"));
+        let outcome = call
+            .outcome
+            .map_or("unfinished".to_owned(), |o| format!("{o:?}"));
         let _ = writeln!(
             out,
             "  - `{}` ({}) on {}: {}",
@@ -376,7 +433,10 @@ pub fn value_text(value: &Value) -> String {
 pub fn junit(report: &Report) -> String {
     use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
 
-    let name = report.start.as_ref().map_or("runbook", |s| s.runbook.as_str());
+    let name = report
+        .start
+        .as_ref()
+        .map_or("runbook", |s| s.runbook.as_str());
     let mut junit = quick_junit::Report::new(name);
     let mut suites: Vec<TestSuite> = Vec::new();
     for (sections, step) in report.steps() {

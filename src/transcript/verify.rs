@@ -20,23 +20,43 @@ pub struct Verification {
 pub enum Problem {
     Empty,
     /// A line is not valid JSON or not a known event.
-    Unreadable { line: usize, reason: String },
-    SequenceGap { line: usize, expected: u64, found: u64 },
+    Unreadable {
+        line: usize,
+        reason: String,
+    },
+    SequenceGap {
+        line: usize,
+        expected: u64,
+        found: u64,
+    },
     /// The line's `prev` does not match the line before it: something was changed or removed.
-    BrokenChain { line: usize, seq: u64 },
+    BrokenChain {
+        line: usize,
+        seq: u64,
+    },
     NoRunStart,
     /// The last line has no newline: the writer died in the middle of it.
-    CutOff { line: usize },
+    CutOff {
+        line: usize,
+    },
     /// The chain is intact but the run never recorded its end (crash or kill).
-    Incomplete { last_seq: u64 },
+    Incomplete {
+        last_seq: u64,
+    },
 }
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Problem::Empty => write!(f, "the transcript is empty"),
-            Problem::Unreadable { line, reason } => write!(f, "line {line} is unreadable: {reason}"),
-            Problem::SequenceGap { line, expected, found } => write!(
+            Problem::Unreadable { line, reason } => {
+                write!(f, "line {line} is unreadable: {reason}")
+            }
+            Problem::SequenceGap {
+                line,
+                expected,
+                found,
+            } => write!(
                 f,
                 "line {line}: sequence number {found} where {expected} was expected \
                  (lines were removed or reordered)"
@@ -69,10 +89,13 @@ impl Verification {
 
     /// The run's final status, when the transcript records one.
     pub fn run_status(&self) -> Option<RunStatus> {
-        self.records.iter().rev().find_map(|record| match &record.event {
-            Event::RunEnd(end) => Some(end.status),
-            _ => None,
-        })
+        self.records
+            .iter()
+            .rev()
+            .find_map(|record| match &record.event {
+                Event::RunEnd(end) => Some(end.status),
+                _ => None,
+            })
     }
 }
 
@@ -86,7 +109,10 @@ pub fn verify_file(path: &Path) -> std::io::Result<Verification> {
 pub fn verify_bytes(bytes: &[u8]) -> Verification {
     let mut records = Vec::new();
     if bytes.is_empty() {
-        return Verification { records, problem: Some(Problem::Empty) };
+        return Verification {
+            records,
+            problem: Some(Problem::Empty),
+        };
     }
     let mut prev = GENESIS.to_owned();
     let mut rest = bytes;
@@ -94,12 +120,18 @@ pub fn verify_bytes(bytes: &[u8]) -> Verification {
     while !rest.is_empty() {
         line_no += 1;
         let Some(end) = rest.iter().position(|&b| b == b'\n') else {
-            return Verification { records, problem: Some(Problem::CutOff { line: line_no }) };
+            return Verification {
+                records,
+                problem: Some(Problem::CutOff { line: line_no }),
+            };
         };
         let line = &rest[..end];
         rest = &rest[end + 1..];
         if let Err(problem) = check_line(line, line_no, &prev, &mut records) {
-            return Verification { records, problem: Some(problem) };
+            return Verification {
+                records,
+                problem: Some(problem),
+            };
         }
         prev = hex::encode(Sha256::digest(line));
     }
@@ -113,14 +145,23 @@ fn check_line(
     prev: &str,
     records: &mut Vec<Record>,
 ) -> Result<(), Problem> {
-    let record: Record = serde_json::from_slice(line)
-        .map_err(|err| Problem::Unreadable { line: line_no, reason: err.to_string() })?;
+    let record: Record = serde_json::from_slice(line).map_err(|err| Problem::Unreadable {
+        line: line_no,
+        reason: err.to_string(),
+    })?;
     let expected = records.len() as u64;
     if record.seq != expected {
-        return Err(Problem::SequenceGap { line: line_no, expected, found: record.seq });
+        return Err(Problem::SequenceGap {
+            line: line_no,
+            expected,
+            found: record.seq,
+        });
     }
     if record.prev != prev {
-        return Err(Problem::BrokenChain { line: line_no, seq: record.seq });
+        return Err(Problem::BrokenChain {
+            line: line_no,
+            seq: record.seq,
+        });
     }
     if record.seq == 0 && !matches!(record.event, Event::RunStart(_)) {
         return Err(Problem::NoRunStart);
@@ -163,7 +204,11 @@ mod tests {
     }
 
     fn log(message: &str) -> Event {
-        Event::Log { step: None, level: LogLevel::Info, message: message.into() }
+        Event::Log {
+            step: None,
+            level: LogLevel::Info,
+            message: message.into(),
+        }
     }
 
     fn end() -> Event {
@@ -181,7 +226,9 @@ mod tests {
         let path = dir.path().join("t.jsonl");
         let mut writer = TranscriptWriter::create(&path, Masker::new()).unwrap();
         for event in events {
-            writer.append("2026-01-01T00:00:00.000Z".into(), event, false).unwrap();
+            writer
+                .append("2026-01-01T00:00:00.000Z".into(), event, false)
+                .unwrap();
         }
         std::fs::read(&path).unwrap()
     }
@@ -198,9 +245,14 @@ mod tests {
     #[test]
     fn an_edited_line_breaks_the_chain_at_the_next_line() {
         let bytes = written(vec![start(), log("deployed v1"), log("b"), end()]);
-        let edited = String::from_utf8(bytes).unwrap().replace("deployed v1", "deployed v2");
+        let edited = String::from_utf8(bytes)
+            .unwrap()
+            .replace("deployed v1", "deployed v2");
         let verification = verify_bytes(edited.as_bytes());
-        assert_eq!(verification.problem, Some(Problem::BrokenChain { line: 3, seq: 2 }));
+        assert_eq!(
+            verification.problem,
+            Some(Problem::BrokenChain { line: 3, seq: 2 })
+        );
         assert_eq!(verification.records.len(), 2);
     }
 
@@ -208,11 +260,20 @@ mod tests {
     fn a_removed_line_is_a_sequence_gap() {
         let bytes = written(vec![start(), log("a"), log("b"), end()]);
         let text = String::from_utf8(bytes).unwrap();
-        let kept: Vec<&str> = text.lines().enumerate().filter(|(i, _)| *i != 1).map(|l| l.1).collect();
+        let kept: Vec<&str> = text
+            .lines()
+            .enumerate()
+            .filter(|(i, _)| *i != 1)
+            .map(|l| l.1)
+            .collect();
         let verification = verify_bytes(format!("{}\n", kept.join("\n")).as_bytes());
         assert_eq!(
             verification.problem,
-            Some(Problem::SequenceGap { line: 2, expected: 1, found: 2 })
+            Some(Problem::SequenceGap {
+                line: 2,
+                expected: 1,
+                found: 2
+            })
         );
     }
 
@@ -229,6 +290,9 @@ mod tests {
     fn a_run_without_its_end_is_incomplete() {
         let bytes = written(vec![start(), log("a")]);
         let verification = verify_bytes(&bytes);
-        assert_eq!(verification.problem, Some(Problem::Incomplete { last_seq: 1 }));
+        assert_eq!(
+            verification.problem,
+            Some(Problem::Incomplete { last_seq: 1 })
+        );
     }
 }

@@ -26,8 +26,17 @@ pub struct TranscriptWriter {
 impl TranscriptWriter {
     /// Creates a new transcript; fails if the file exists, so no run overwrites another's.
     pub fn create(path: &Path, masker: Masker) -> io::Result<Self> {
-        let file = OpenOptions::new().append(true).create_new(true).open(path)?;
-        Ok(Self { file, path: path.to_owned(), seq: 0, prev: GENESIS.to_owned(), masker })
+        let file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(path)?;
+        Ok(Self {
+            file,
+            path: path.to_owned(),
+            seq: 0,
+            prev: GENESIS.to_owned(),
+            masker,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -37,7 +46,12 @@ impl TranscriptWriter {
     /// Masks and writes one event, returning the record as written. With `durable`, the line
     /// is also synced to the disk: used before side effects.
     pub fn append(&mut self, ts: String, event: Event, durable: bool) -> io::Result<Record> {
-        let mut record = Record { seq: self.seq, prev: self.prev.clone(), ts, event };
+        let mut record = Record {
+            seq: self.seq,
+            prev: self.prev.clone(),
+            ts,
+            event,
+        };
         if !self.masker.is_empty() {
             let mut value = serde_json::to_value(&record).map_err(io::Error::other)?;
             self.masker.mask_json(&mut value);

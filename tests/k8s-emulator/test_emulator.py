@@ -611,7 +611,7 @@ def test_exec_rules_from_the_control_endpoint_and_the_exec_log(api):
 
 def test_exec_into_a_pod_that_is_not_running_is_refused(api):
     api.ok('PATCH', f'{PODS}/{POD}/status', {'status': {'phase': 'Succeeded'}}, content_type=MERGE)
-    status, body, _ = api.get(f'{PODS}/{POD}/exec', query={'command': 'true'},
+    status, body, _ = api.get(f'{PODS}/{POD}/exec', query={'command': 'true', 'stdout': 'true'},
                               headers={'Connection': 'Upgrade', 'Upgrade': 'websocket',
                                        'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ=='})
     assert (status, body['reason']) == (400, 'BadRequest')

@@ -759,6 +759,8 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             raise bad_request('Upgrade request required')
         if not raw.query.getall('command', []):
             raise bad_request('you must specify at least 1 command')
+        if not any(raw.query.get(stream) in ('true', '1') for stream in ('stdin', 'stdout', 'stderr')):
+            raise bad_request('you must specify at least 1 of stdin, stdout, stderr')
         container = pods.pick_container(pod, raw.query.get('container'))
         phase = (pod.get('status') or {}).get('phase')
         if phase != 'Running':
@@ -805,7 +807,11 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         deadline = loop.time() + timeout
         rt = t.rt
 
+        metadata_only = 'as=PartialObjectMetadata' in raw.headers.get('Accept', '')
+
         async def send(kind: str, obj: dict[str, Any]) -> None:
+            if metadata_only and kind != 'ERROR':
+                obj = {'kind': 'PartialObjectMetadata', 'apiVersion': 'meta.k8s.io/v1', 'metadata': obj['metadata']}
             await response.write(json.dumps({'type': kind, 'object': obj}).encode() + b'\n')
 
         async def bookmark(rv: int, initial_end: bool = False) -> None:

@@ -1,0 +1,276 @@
+//! The one path every binding call takes: effect rules, dry-run, confirmation of protected
+//! environments, transcript events before and after, and the bridge to async code.
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::future::Future;
+use std::time::Instant;
+
+use rhai::{EvalAltResult, FuncRegistration, Module, Position};
+use serde_json::Value;
+
+use super::bridge::{self, Interrupt};
+use super::context::RunContext;
+use super::signal;
+use crate::transcript::event::{Effect, Event, Outcome};
+
+/// A binding family being built: its Rhai module and the effect of each function in it.
+pub struct Family {
+    pub namespace: &'static str,
+    pub module: Module,
+    pub effects: HashMap<String, Effect>,
+    pub methods: HashMap<String, Effect>,
+}
+
+impl Family {
+    pub fn new(namespace: &'static str) -> Self {
+        Self {
+            namespace,
+            module: Module::new(),
+            effects: HashMap::new(),
+            methods: HashMap::new(),
+        }
+    }
+
+    /// Registers `name` with its parameter list (`"name: type"`, then the return type), its
+    /// doc comment lines and its effect; the effect is added to the docs.
+    pub fn function<A: 'static, const N: usize, const X: bool, R, const F: bool, FUNC>(
+        &mut self,
+        name: &str,
+        effect: Option<Effect>,
+        params: &[&str],
+        doc: &[&str],
+        func: FUNC,
+    ) -> &mut Self
+    where
+        R: rhai::Variant + Clone,
+        FUNC: rhai::RhaiNativeFunc<A, N, X, R, F> + Send + Sync + 'static,
+    {
+        if let Some(effect) = effect {
+            let qualified = match self.namespace {
+                "" => name.to_owned(),
+                namespace => format!("{namespace}::{name}"),
+            };
+            self.effects.insert(qualified, effect);
+        }
+        FuncRegistration::new(name)
+            .with_params_info(params)
+            .with_comments(comments(doc, effect))
+            .set_into_module(&mut self.module, func);
+        self
+    }
+
+    /// Registers a method on a host object (`connection.query(...)`): callable with method
+    /// syntax from any script. Its effect counts for every method of that name in plans.
+    pub fn method<A: 'static, const N: usize, const X: bool, R, const F: bool, FUNC>(
+        &mut self,
+        name: &str,
+        effect: Option<Effect>,
+        params: &[&str],
+        doc: &[&str],
+        func: FUNC,
+    ) -> &mut Self
+    where
+        R: rhai::Variant + Clone,
+        FUNC: rhai::RhaiNativeFunc<A, N, X, R, F> + Send + Sync + 'static,
+    {
+        if let Some(effect) = effect {
+            let known = self.methods.entry(name.to_owned()).or_insert(effect);
+            *known = (*known).max(effect);
+        }
+        FuncRegistration::new(name)
+            .in_global_namespace()
+            .with_params_info(params)
+            .with_comments(comments(doc, effect))
+            .set_into_module(&mut self.module, func);
+        self
+    }
+}
+
+fn comments(doc: &[&str], effect: Option<Effect>) -> Vec<String> {
+    let mut lines: Vec<String> = doc.iter().map(|line| format!("/// {line}")).collect();
+    if let Some(effect) = effect {
+        lines.push("///".to_owned());
+        lines.push(format!("/// Effect: {}.", effect.as_str()));
+    }
+    lines
+}
+
+/// One call of a binding, described before it runs.
+pub struct Call<'a> {
+    pub ctx: &'a RunContext,
+    /// The call's number in the transcript, for events it records while it runs.
+    pub id: u64,
+    pub name: &'static str,
+    pub effect: Effect,
+    pub target: String,
+    pub args: Value,
+}
+
+/// A binding's own failure, with its causes.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    pub causes: Vec<String>,
+}
+
+impl Failure {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            causes: Vec::new(),
+        }
+    }
+
+    /// A failure whose causes are the error's source chain.
+    pub fn from_error(
+        message: impl Into<String>,
+        error: &(dyn std::error::Error + 'static),
+    ) -> Self {
+        let mut causes = vec![error.to_string()];
+        let mut source = error.source();
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if causes.last() != Some(&text) {
+                causes.push(text);
+            }
+            source = cause.source();
+        }
+        Self {
+            message: message.into(),
+            causes,
+        }
+    }
+
+    pub fn with_cause(mut self, cause: impl Display) -> Self {
+        self.causes.push(cause.to_string());
+        self
+    }
+}
+
+impl<E: std::error::Error + 'static> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Failure::from_error(error.to_string(), &error)
+    }
+}
+
+impl<'a> Call<'a> {
+    pub fn new(
+        ctx: &'a RunContext,
+        name: &'static str,
+        effect: Effect,
+        target: impl Into<String>,
+    ) -> Self {
+        Self {
+            ctx,
+            id: ctx.next_id(),
+            name,
+            effect,
+            target: target.into(),
+            args: Value::Null,
+        }
+    }
+
+    pub fn args(mut self, args: Value) -> Self {
+        self.args = args;
+        self
+    }
+
+    /// Runs `work` unless the mode says otherwise, in which case `planned` is the result.
+    pub fn run<T, Fut>(
+        self,
+        planned: impl FnOnce() -> T,
+        work: Fut,
+    ) -> Result<T, Box<EvalAltResult>>
+    where
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        if self.ctx.is_plan() {
+            return Ok(planned());
+        }
+        let frame = bridge::frame();
+        let call = self.id;
+        let side_effect = self.effect != Effect::Read;
+        if side_effect && !self.ctx.is_dry_run() && self.effect == Effect::Mutate {
+            let what = format!("{} on {}", self.name, self.target);
+            if !self.ctx.authorize_mutation(frame.step, &what) {
+                return Err(signal::declined(&self.ctx.environment.name, &what));
+            }
+        }
+        self.record(
+            Event::BindingStart {
+                call,
+                step: frame.step,
+                name: self.name.to_owned(),
+                effect: self.effect,
+                target: self.target.clone(),
+                args: self.args.clone(),
+            },
+            side_effect,
+        )?;
+        if side_effect && self.ctx.is_dry_run() {
+            self.end(call, Outcome::WouldRun, 0, None)?;
+            return Ok(planned());
+        }
+        let started = Instant::now();
+        let result = bridge::block_on(&self.ctx.runtime, &self.ctx.cancel, work);
+        let elapsed = started.elapsed().as_millis() as u64;
+        match result {
+            Ok(Ok(value)) => {
+                self.end(call, Outcome::Ok, elapsed, None)?;
+                Ok(value)
+            }
+            Ok(Err(failure)) => {
+                let text = self.describe(&failure);
+                self.end(call, Outcome::Error, elapsed, Some(text.clone()))?;
+                Err(EvalAltResult::ErrorRuntime(text.into(), Position::NONE).into())
+            }
+            Err(Interrupt::Cancelled) => {
+                self.end(call, Outcome::Interrupted, elapsed, None)?;
+                Err(signal::interrupted())
+            }
+            Err(Interrupt::TimedOut { after }) => {
+                self.end(call, Outcome::TimedOut, elapsed, None)?;
+                Err(signal::step_timeout(after))
+            }
+        }
+    }
+
+    /// `name on target: message`, then one `caused by:` line per cause; masked.
+    fn describe(&self, failure: &Failure) -> String {
+        let mut text = format!("{} on {}: {}", self.name, self.target, failure.message);
+        for cause in &failure.causes {
+            if *cause != failure.message {
+                text.push_str("\ncaused by: ");
+                text.push_str(cause);
+            }
+        }
+        self.ctx.masker.mask(&text)
+    }
+
+    fn end(
+        &self,
+        call: u64,
+        outcome: Outcome,
+        duration_ms: u64,
+        error: Option<String>,
+    ) -> Result<(), Box<EvalAltResult>> {
+        self.record(
+            Event::BindingEnd {
+                call,
+                step: bridge::frame().step,
+                name: self.name.to_owned(),
+                outcome,
+                duration_ms,
+                error,
+            },
+            false,
+        )
+    }
+
+    fn record(&self, event: Event, durable: bool) -> Result<(), Box<EvalAltResult>> {
+        self.ctx
+            .record(event, durable)
+            .map_err(|err| signal::transcript_failed(&err))
+    }
+}
