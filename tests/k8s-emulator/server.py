@@ -63,6 +63,7 @@ async def serve(args: argparse.Namespace) -> None:
             write_kubeconfig(args.kubeconfig, server.port, token=args.token, namespace=args.namespace)
         print(f'LISTENING {server.port}', flush=True)
         await stop.wait()
+        emulator.close_streams()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -135,8 +135,15 @@ def test_kubeconfig_points_at_the_server(server):
 def test_sigterm_stops_the_server_cleanly():
     proc, port = start_server()
     assert Api(port).ok('GET', '/version')['minor'] == '33'
+    # An open watch must not hold the shutdown back.
+    conn = http.client.HTTPConnection('127.0.0.1', port, timeout=30)
+    conn.request('GET', '/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=300')
+    assert conn.getresponse().status == 200
+    started = time.monotonic()
     assert stop_server(proc) == 0
+    assert time.monotonic() - started < 5
     assert proc.stdout.read() == ''  # nothing after the LISTENING line
+    conn.close()
 
 
 # ---------------------------------------------------------------- discovery

@@ -96,6 +96,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     _change_rvs: list[int] = attrs.field(factory=list, init=False)
     _changes_floor: int = attrs.field(default=0, init=False)   # watches from before this are 410 Gone
     _tick: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
+    _closing: bool = attrs.field(default=False, init=False)
     scripts: pods.PodScripts = attrs.field(factory=pods.PodScripts, init=False)
     access: AccessPolicy = attrs.field(factory=AccessPolicy, init=False)
     exec_log: list[dict[str, Any]] = attrs.field(factory=list, init=False)
@@ -129,6 +130,12 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             self.load_documents([{'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': ns}}])
         if not empty:
             self.load_documents(self.startup_documents)
+
+    def close_streams(self) -> None:
+        """End open watches now. aiohttp's shutdown would otherwise wait up
+        to a minute for them, and a SIGTERM must stop the server promptly."""
+        self._closing = True
+        self._wake()
 
     def _wake(self) -> None:
         self._tick.set()
@@ -850,7 +857,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
                     if event is not None:
                         await send(*event)
                 remaining = deadline - loop.time()
-                if remaining <= 0:
+                if remaining <= 0 or self._closing:
                     break
                 wait = remaining
                 if bookmarks:
