@@ -530,6 +530,9 @@ def test_pod_logs(api):
     status, tail, _ = api.get(path, query={'tailLines': 2})
     assert tail.splitlines() == lines[-2:]
     assert api.get(path, query={'sinceSeconds': 3})[1].splitlines() == lines[-4:]
+    assert api.get(path, query={'sinceTime': '2999-01-01T00:00:00Z'})[1] == ''
+    stamped = api.get(path, query={'timestamps': 'true', 'tailLines': 1})[1]
+    assert stamped.split(' ', 1)[1] == lines[-1] + '\n' and stamped[:4].isdigit()
     status, body, _ = api.get(path, query={'container': 'nope'})
     assert (status, body['reason']) == (400, 'BadRequest')
     api.ok('PUT', f'/_emulator/pods/{NS}/{POD}/logs', {'logs': {'backend': 'one\ntwo\n'}})
@@ -710,6 +713,19 @@ def test_orphaning_keeps_dependents(api):
     assert len(replicasets) == 2
     assert all('ownerReferences' not in rs['metadata'] for rs in replicasets)
     assert len(api.ok('GET', PODS)['items']) == 3
+
+
+def test_delete_collection_eviction_and_namespace_deletion(api):
+    deleted = api.ok('DELETE', CMS, {}, query={'labelSelector': 'app=elson-backend'})
+    assert deleted['kind'] == 'ConfigMapList' and names(deleted) == ['backend-config']
+    assert api.get(f'{CMS}/backend-config')[0] == 404
+    eviction = {'apiVersion': 'policy/v1', 'kind': 'Eviction', 'metadata': {'name': POD, 'namespace': NS}}
+    status, body, _ = api.request('POST', f'{PODS}/{POD}/eviction', eviction)
+    assert (status, body['status']) == (201, 'Success')
+    assert api.get(f'{PODS}/{POD}')[0] == 404
+    namespace = api.ok('DELETE', f'/api/v1/namespaces/{NS}')
+    assert namespace['kind'] == 'Namespace' and namespace['status']['phase'] == 'Terminating'
+    assert api.get(DEPLOY)[0] == 404 and api.ok('GET', '/api/v1/pods')['items'] == []
 
 
 def test_finalizers_hold_deletion_back(api):

@@ -753,7 +753,14 @@ class ClusterEmulator(kmock.KubernetesEmulator):
                 return int(value)
             except ValueError:
                 raise bad_request(f'invalid {name}: {value!r}')
+        since_time = None
+        if query.get('sinceTime'):
+            try:
+                since_time = datetime.datetime.fromisoformat(query['sinceTime'].replace('Z', '+00:00')).timestamp()
+            except ValueError:
+                raise bad_request(f'invalid sinceTime: {query["sinceTime"]!r}')
         body = pods.render_logs(text or '', tail_lines=number('tailLines'), since_seconds=number('sinceSeconds'),
+                                since_time=since_time,
                                 timestamps=query.get('timestamps') in ('true', '1'),
                                 limit_bytes=number('limitBytes'))
         return aiohttp.web.Response(text=body, content_type='text/plain')

@@ -204,12 +204,12 @@ def pick_container(pod: Mapping[str, Any], wanted: str | None) -> str:
 
 
 def render_logs(text: str, *, tail_lines: int | None, since_seconds: int | None,
-                timestamps: bool, limit_bytes: int | None) -> str:
+                timestamps: bool, limit_bytes: int | None, since_time: float | None = None) -> str:
     """Cut the configured log text like the kubelet cuts a container log.
 
     Lines have no recorded times, so they are taken to have been written one
-    second apart, the last one just now; `sinceSeconds` and `timestamps` use
-    those times. Lines that already start with an RFC 3339 time keep it.
+    second apart, the last one just now; `sinceSeconds`, `sinceTime` and
+    `timestamps` use those times. Lines that already start with an RFC 3339 time keep it.
     """
     lines = text.splitlines()
     now = time.time()
@@ -224,6 +224,8 @@ def render_logs(text: str, *, tail_lines: int | None, since_seconds: int | None,
         stamped.append((moment, line))
     if since_seconds is not None:
         stamped = [(t, line) for t, line in stamped if t >= now - since_seconds]
+    elif since_time is not None:
+        stamped = [(t, line) for t, line in stamped if t >= since_time]
     if tail_lines is not None:
         stamped = stamped[-tail_lines:] if tail_lines > 0 else []
     if timestamps:
