@@ -256,6 +256,9 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             return await self._route(request, raw)
         except ApiError as exc:
             return _json(exc.status(), status=exc.code)
+        except aiohttp.web.HTTPException as exc:  # e.g. a malformed WebSocket handshake
+            reason = {400: 'BadRequest', 404: 'NotFound', 405: 'MethodNotAllowed'}.get(exc.status, 'InternalError')
+            return _json(ApiError(reason, exc.reason or exc.text or '', code=exc.status).status(), status=exc.status)
         except Exception as exc:  # a bug here must still look like an API error to the client
             traceback.print_exc(file=sys.stderr)
             return _json(ApiError('InternalError', f'emulator failure: {exc!r}').status(), status=500)
