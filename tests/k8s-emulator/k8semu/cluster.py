@@ -776,7 +776,8 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             raise bad_request('Upgrade request required')
         if not raw.query.getall('command', []):
             raise bad_request('you must specify at least 1 command')
-        if not any(raw.query.get(stream) in ('true', '1') for stream in ('stdin', 'stdout', 'stderr')):
+        if not any(raw.query.get(stream, default) in ('true', '1')
+                   for stream, default in (('stdin', 'false'), ('stdout', 'true'), ('stderr', 'true'))):
             raise bad_request('you must specify at least 1 of stdin, stdout, stderr')
         container = pods.pick_container(pod, raw.query.get('container'))
         phase = (pod.get('status') or {}).get('phase')

@@ -257,8 +257,10 @@ async def serve_exec(raw: aiohttp.web.BaseRequest, pod: Mapping[str, Any], conta
     query = raw.query
     argv = query.getall('command', [])
     want_stdin = query.get('stdin') in ('true', '1')
-    want_stdout = query.get('stdout') in ('true', '1')
-    want_stderr = query.get('stderr') in ('true', '1')
+    # PodExecOptions default stdout and stderr to true (kube-rs relies on that
+    # and only sends the parameters that are true).
+    want_stdout = query.get('stdout', 'true') in ('true', '1')
+    want_stderr = query.get('stderr', 'true') in ('true', '1')
     tty = query.get('tty') in ('true', '1')
 
     ws = aiohttp.web.WebSocketResponse(protocols=PROTOCOLS, autoping=True)
