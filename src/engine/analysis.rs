@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use rhai::{AST, ASTNode, Expr, FnPtr, Position};
+use rhai::{AST, ASTNode, Expr, FnPtr, Stmt};
 
 use super::context::RunContext;
 use crate::transcript::event::Effect;
@@ -44,18 +44,18 @@ struct Walker<'a> {
 }
 
 impl Walker<'_> {
-    /// Walks every script function called `name` (any arity, in any loaded AST): the calls
-    /// written between the start and end of its body, nested closures included.
+    /// Walks every script function called `name` (any arity, in any loaded AST).
     fn function(&mut self, name: &str) {
         if !self.seen.insert(name.to_owned()) {
             return;
         }
         let mut calls = Vec::new();
         for ast in self.asts {
-            for def in ast.iter_fn_def().filter(|def| def.name == name) {
-                let (start, end) = (def.body.start_position(), def.body.end_position());
-                collect_calls(ast, start, end, &mut calls);
-            }
+            // Rhai 1.27's `clone_functions_only_filtered` copies every function when the copy
+            // starts empty (its `merge_filtered` skips the filter then), so copy and retain.
+            let mut only = ast.clone_functions_only();
+            only.retain_functions(|_, _, candidate, _| candidate == name);
+            collect_calls(&only, &mut calls);
         }
         for called in calls {
             self.call(called);
@@ -93,40 +93,73 @@ enum Called {
     Closure(String),
 }
 
-fn collect_calls(ast: &AST, start: Position, end: Position, calls: &mut Vec<Called>) {
-    let within = |position: Position| {
-        position_key(position).is_some_and(|p| {
-            Some(p) >= position_key(start)
-                && (position_key(end).is_none() || Some(p) <= position_key(end))
-        })
-    };
+/// The calls written in `ast`'s function bodies; closures they create are followed later.
+fn collect_calls(ast: &AST, calls: &mut Vec<Called>) {
     ast.walk(&mut |nodes: &[ASTNode]| {
-        if let Some(ASTNode::Expr(expr)) = nodes.last()
-            && within(expr.position())
-        {
-            match expr {
-                Expr::FnCall(call, _) => {
-                    calls.push(Called::Function {
-                        namespace: call.namespace.to_string(),
-                        name: call.name.to_string(),
-                    });
-                }
-                Expr::MethodCall(call, _) => calls.push(Called::Method(call.name.to_string())),
-                Expr::DynamicConstant(value, _) => {
-                    if let Some(ptr) = value.clone().try_cast::<FnPtr>() {
-                        calls.push(Called::Closure(ptr.fn_name().to_owned()));
-                    }
-                }
-                Expr::StringConstant(text, _) if text.starts_with("anon$") => {
-                    calls.push(Called::Closure(text.to_string()));
-                }
-                _ => {}
+        match nodes.last() {
+            Some(ASTNode::Stmt(Stmt::FnCall(call, _)))
+            | Some(ASTNode::Expr(Expr::FnCall(call, _)))
+                if !call.is_operator_call() =>
+            {
+                calls.push(Called::Function {
+                    namespace: call.namespace.to_string(),
+                    name: call.name.to_string(),
+                });
             }
+            Some(ASTNode::Expr(Expr::MethodCall(call, _))) => {
+                calls.push(Called::Method(call.name.to_string()));
+            }
+            Some(ASTNode::Expr(Expr::DynamicConstant(value, _))) => {
+                if let Some(ptr) = value.clone().try_cast::<FnPtr>() {
+                    calls.push(Called::Closure(ptr.fn_name().to_owned()));
+                }
+            }
+            Some(ASTNode::Expr(Expr::StringConstant(text, _))) if text.starts_with("anon$") => {
+                calls.push(Called::Closure(text.to_string()));
+            }
+            _ => {}
         }
         true
     });
 }
 
-fn position_key(position: Position) -> Option<(usize, usize)> {
-    Some((position.line()?, position.position().unwrap_or(0)))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn effects(script: &str, function: &str) -> BTreeSet<Effect> {
+        let engine = rhai::Engine::new();
+        let ast = engine.compile(script).unwrap();
+        let mut table = EffectTable::default();
+        table.functions.insert("shell::run".into(), Effect::Mutate);
+        table.functions.insert("http::get".into(), Effect::Read);
+        table.methods.insert("execute".into(), Effect::Mutate);
+        let asts = vec![Arc::new(ast)];
+        let mut walker = Walker {
+            table: &table,
+            asts: &asts,
+            seen: HashSet::new(),
+            effects: BTreeSet::new(),
+        };
+        walker.function(function);
+        walker.effects
+    }
+
+    #[test]
+    fn a_step_sees_only_its_own_calls_and_the_functions_it_calls() {
+        let script = r#"
+            fn deploy() { shell::run(["kubectl"]) }
+            fn probe() { http::get("https://x") }
+        "#;
+        assert_eq!(effects(script, "deploy"), BTreeSet::from([Effect::Mutate]));
+        let script = r#"
+            fn outer() { inner() }
+            fn inner() { let c = 1; c.execute("x"); http::get("y") }
+        "#;
+        let found = effects(script, "outer");
+        assert!(
+            found.contains(&Effect::Mutate) && found.contains(&Effect::Read),
+            "{found:?}"
+        );
+    }
 }

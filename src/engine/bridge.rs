@@ -81,7 +81,12 @@ pub fn sleep(
     cancel: &CancellationToken,
     duration: Duration,
 ) -> Result<(), Interrupt> {
-    block_on(handle, cancel, tokio::time::sleep(duration))
+    // The timer must be created inside the runtime, hence the async block.
+    block_on(
+        handle,
+        cancel,
+        async move { tokio::time::sleep(duration).await },
+    )
 }
 
 #[cfg(test)]

@@ -535,6 +535,15 @@ fn secrets(family: &mut Family, ctx: &Arc<RunContext>) {
         &["Refused: a secret cannot become text."],
         |_: &mut Secret| -> Outcome<String> { Err(secret_misuse("printed")) },
     );
+    for name in ["print", "debug"] {
+        family.function(
+            name,
+            None,
+            &["secret: Secret", "()"],
+            &["Refused: a secret cannot be printed."],
+            |_: Secret| -> Outcome<()> { Err(secret_misuse("printed")) },
+        );
+    }
     family.function(
         "+",
         None,

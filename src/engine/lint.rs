@@ -280,7 +280,12 @@ fn imports(ast: &AST) -> Vec<(String, String, Position)> {
 fn calls(ast: &AST) -> Vec<(String, String, Position)> {
     let mut found = Vec::new();
     ast.walk(&mut |nodes: &[ASTNode]| {
-        if let Some(ASTNode::Expr(Expr::FnCall(call, position))) = nodes.last()
+        let call = match nodes.last() {
+            Some(ASTNode::Expr(Expr::FnCall(call, position))) => Some((call, position)),
+            Some(ASTNode::Stmt(Stmt::FnCall(call, position))) => Some((call, position)),
+            _ => None,
+        };
+        if let Some((call, position)) = call
             && !call.is_operator_call()
         {
             found.push((call.namespace.to_string(), call.name.to_string(), *position));

@@ -29,7 +29,7 @@ use transcript_log::log_line;
 
 /// Limits that end a runaway script with a clear error instead of hanging or exhausting memory.
 pub mod limits {
-    pub const OPERATIONS: u64 = 500_000_000;
+    pub const OPERATIONS: u64 = 50_000_000;
     pub const CALL_LEVELS: usize = 64;
     pub const EXPR_DEPTH: usize = 128;
     pub const STRING_SIZE: usize = 64 * 1024 * 1024;
@@ -76,7 +76,9 @@ pub fn build(ctx: &Arc<RunContext>, stdlib: Option<std::path::PathBuf>) -> Engin
         None
     });
 
-    engine.register_type_with_name::<crate::secret::Secret>("Secret");
+    // Rhai ignores a failing `to_string` inside string interpolation and shows the type name
+    // instead, so the name itself must say that the value is withheld.
+    engine.register_type_with_name::<crate::secret::Secret>("<secret>");
     let mut table = EffectTable::default();
     let core = core::family(ctx);
     table.functions.extend(core.effects);

@@ -25,7 +25,7 @@ pub struct StepOptions {
     pub keep_going: bool,
 }
 
-const OPTION_NAMES: &str = "timeout, retries, delay, severity, continue";
+const OPTION_NAMES: &str = "timeout, retries, delay, severity, keep_going (or \"continue\")";
 
 impl StepOptions {
     pub fn parse(kind: StepKind, options: &Map) -> Result<Self, String> {
@@ -50,7 +50,9 @@ impl StepOptions {
                         format!("unknown severity `{text}` (critical, high, warning or info)")
                     })?);
                 }
-                "continue" if kind == StepKind::Step => {
+                // `continue` is a Rhai keyword, so it must be quoted in a map literal;
+                // `keep_going` says the same without quotes.
+                "continue" | "keep_going" if kind == StepKind::Step => {
                     parsed.keep_going = value
                         .as_bool()
                         .map_err(|_| "`continue` takes true or false".to_owned())?;
@@ -123,6 +125,7 @@ pub fn section(
             "section `{title}` inside a step: sections group steps, not the other way round"
         )));
     }
+    fail_on_missing_params(ctx)?;
     let id = ctx.next_id();
     ctx.open_section(id, outer.section, title);
     record(
@@ -287,6 +290,12 @@ fn begin(ctx: &RunContext, kind: StepKind, title: &str) -> Outcome<Frame> {
             kind.as_str()
         )));
     }
+    fail_on_missing_params(ctx)?;
+    Ok(outer)
+}
+
+/// The run's real work begins: every required parameter must be there by now.
+fn fail_on_missing_params(ctx: &RunContext) -> Outcome<()> {
     let missing: Vec<String> = {
         let mut state = ctx.state();
         state.steps_started = true;
@@ -295,7 +304,7 @@ fn begin(ctx: &RunContext, kind: StepKind, title: &str) -> Outcome<Frame> {
     if !missing.is_empty() && ctx.mode != Mode::Plan {
         return Err(signal::stop(Stop::MissingParams(missing)));
     }
-    Ok(outer)
+    Ok(())
 }
 
 fn plan(
