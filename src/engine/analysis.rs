@@ -83,14 +83,40 @@ impl Walker<'_> {
                 }
             }
             Called::Closure(name) => self.function(&name),
+            Called::Declared(effect) => {
+                self.effects.insert(effect);
+            }
         }
     }
 }
 
 enum Called {
-    Function { namespace: String, name: String },
+    Function {
+        namespace: String,
+        name: String,
+    },
+    /// A binding call whose options map says `effect: "..."` in so many words.
+    Declared(Effect),
     Method(String),
     Closure(String),
+}
+
+/// The effect an options map literal declares, e.g. `#{effect: "read"}`.
+fn declared_effect(arg: &Expr) -> Option<Effect> {
+    match arg {
+        Expr::Map(map, _) => {
+            let (_, value) = map.0.iter().find(|(key, _)| key.name == "effect")?;
+            match value {
+                Expr::StringConstant(text, _) => Effect::parse(text),
+                _ => None,
+            }
+        }
+        Expr::DynamicConstant(value, _) => {
+            let map = value.clone().try_cast::<rhai::Map>()?;
+            Effect::parse(&map.get("effect")?.clone().into_string().ok()?)
+        }
+        _ => None,
+    }
 }
 
 /// The calls written in `ast`'s function bodies; closures they create are followed later.
@@ -101,10 +127,12 @@ fn collect_calls(ast: &AST, calls: &mut Vec<Called>) {
             | Some(ASTNode::Expr(Expr::FnCall(call, _)))
                 if !call.is_operator_call() =>
             {
-                calls.push(Called::Function {
-                    namespace: call.namespace.to_string(),
-                    name: call.name.to_string(),
-                });
+                let namespace = call.namespace.to_string();
+                let name = call.name.to_string();
+                match call.args.last().and_then(declared_effect) {
+                    Some(effect) if !namespace.is_empty() => calls.push(Called::Declared(effect)),
+                    _ => calls.push(Called::Function { namespace, name }),
+                }
             }
             Some(ASTNode::Expr(Expr::MethodCall(call, _))) => {
                 calls.push(Called::Method(call.name.to_string()));

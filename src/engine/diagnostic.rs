@@ -50,8 +50,11 @@ impl Diagnostic {
 
     /// A compile error in `file`.
     pub fn from_parse(error: &ParseError, file: &str) -> Self {
-        let location = location(file, error.position());
+        let mut location = location(file, error.position());
         let message = error.err_type().to_string();
+        if message.starts_with("Expecting ';'") {
+            location = location.map(|l| end_of_previous_statement(l));
+        }
         let hint = parse_hint(&message);
         Self {
             message,
@@ -138,6 +141,33 @@ impl Diagnostic {
             let _ = writeln!(out, "hint: {hint}");
         }
         out
+    }
+}
+
+/// Rhai reports a missing `;` at the token after it; when that token opens a line, the `;`
+/// belongs at the end of the last line with code before it.
+fn end_of_previous_statement(at: Location) -> Location {
+    let Ok(text) = std::fs::read_to_string(&at.file) else {
+        return at;
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(current) = lines.get(at.line.saturating_sub(1)) else {
+        return at;
+    };
+    let indent = current.chars().take_while(|c| c.is_whitespace()).count();
+    if at.column != indent + 1 {
+        return at;
+    }
+    let previous = (0..at.line - 1)
+        .rev()
+        .find(|&i| !lines[i].trim().is_empty());
+    match previous {
+        Some(i) => Location {
+            line: i + 1,
+            column: lines[i].trim_end().chars().count() + 1,
+            ..at
+        },
+        None => at,
     }
 }
 

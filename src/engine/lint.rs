@@ -127,9 +127,10 @@ pub fn check(
         );
     }
     let mut warnings = Vec::new();
+    let _ = ctx.ast.set(ast.clone());
+    let walked = engine.run_ast(&ast);
     if errors.is_empty() {
-        let _ = ctx.ast.set(ast.clone());
-        if let Err(err) = engine.run_ast(&ast) {
+        if let Err(err) = walked {
             let mut diagnostic = Diagnostic::from_eval(&err, &prepared.display);
             diagnostic.message = format!(
                 "could not walk the whole runbook without running it: {}",
@@ -137,6 +138,8 @@ pub fn check(
             );
             warnings.push(diagnostic);
         }
+    }
+    {
         for (sections, title) in std::mem::take(&mut ctx.state().duplicates) {
             let place = if sections.is_empty() {
                 "at the top level".to_owned()
@@ -216,10 +219,14 @@ fn check_ast(
                     );
                 }
             }
-            Err(message) => errors.push(
-                Diagnostic::new(format!("cannot import `{path}`: {}", first_line(&message)))
-                    .at(location(file, position)),
-            ),
+            Err(message) => {
+                let message = first_line(&message);
+                let message = match message.starts_with("cannot import") {
+                    true => message.to_owned(),
+                    false => format!("cannot import `{path}`: {message}"),
+                };
+                errors.push(Diagnostic::new(message).at(location(file, position)));
+            }
         }
     }
     for (namespace, name, position) in calls(ast) {

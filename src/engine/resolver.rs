@@ -121,8 +121,10 @@ impl ModuleResolver for Resolver {
         path: &str,
         pos: Position,
     ) -> Result<SharedModule, Box<EvalAltResult>> {
+        // Rhai replaces the text of `ErrorModuleNotFound` with the bare path, which would lose
+        // where we looked and why; a runtime error keeps it.
         let not_found = |message: String| -> Box<EvalAltResult> {
-            EvalAltResult::ErrorModuleNotFound(message, pos).into()
+            EvalAltResult::ErrorRuntime(message.into(), pos).into()
         };
         let key = self.locate(path).map_err(not_found)?.name().to_owned();
         let cached = self
