@@ -424,7 +424,7 @@ fn ctrl_c_ends_the_run_and_the_transcript_says_so() {
         "wait.rhai",
         r#"section("Rollout", || { step("Wait", || sleep(60)); });"#,
     );
-    let mut child = ws
+    let child = ws
         .command(&["run", "wait.rhai", "--runs-dir", "runs", "--no-progress"])
         .stdout(std::process::Stdio::piped())
         .spawn()

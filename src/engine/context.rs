@@ -223,16 +223,38 @@ impl RunContext {
 
     /// Counts this title within its section; returns how many times it was seen before.
     pub fn note_title(&self, section: Option<u64>, kind: StepKind, title: &str) -> usize {
-        let path = self.section_path(section);
-        let mut state = self.state();
-        let seen = state.titles.entry(section).or_default();
-        let count = seen.entry((kind, title.to_owned())).or_insert(0);
-        let before = *count;
-        *count += 1;
+        let before = {
+            let mut state = self.state();
+            let seen = state.titles.entry(section).or_default();
+            let count = seen.entry((kind, title.to_owned())).or_insert(0);
+            *count += 1;
+            *count - 1
+        };
         if before == 1 {
-            state.duplicates.push((path, title.to_owned()));
+            let path = self.section_path(section);
+            self.state().duplicates.push((path, title.to_owned()));
         }
         before
+    }
+
+    /// The value a step returned in the run being resumed, if it passed there.
+    pub fn resumed(
+        &self,
+        section: Option<u64>,
+        kind: StepKind,
+        title: &str,
+        occurrence: usize,
+    ) -> Option<serde_json::Value> {
+        if self.resume.is_empty() {
+            return None;
+        }
+        let key = (
+            self.section_path(section),
+            kind,
+            title.to_owned(),
+            occurrence,
+        );
+        self.resume.get(&key).cloned()
     }
 
     /// Adds a finished step to the summary.

@@ -53,7 +53,7 @@ impl Diagnostic {
         let mut location = location(file, error.position());
         let message = error.err_type().to_string();
         if message.starts_with("Expecting ';'") {
-            location = location.map(|l| end_of_previous_statement(l));
+            location = location.map(end_of_previous_statement);
         }
         let hint = parse_hint(&message);
         Self {

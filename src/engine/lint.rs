@@ -108,7 +108,7 @@ pub fn check(
     let engine = super::build(&ctx, Resolver::find_stdlib(runbook));
     let ast = match compile_source(&engine, &prepared.source, &prepared.display) {
         Ok(ast) => Arc::new(ast),
-        Err(StartError::Script(diagnostic)) => return Ok((vec![diagnostic], Vec::new())),
+        Err(StartError::Script(diagnostic)) => return Ok((vec![*diagnostic], Vec::new())),
         Err(other) => return Err(other),
     };
     let resolver = ctx.resolver.get().cloned();
@@ -129,15 +129,15 @@ pub fn check(
     let mut warnings = Vec::new();
     let _ = ctx.ast.set(ast.clone());
     let walked = engine.run_ast(&ast);
-    if errors.is_empty() {
-        if let Err(err) = walked {
-            let mut diagnostic = Diagnostic::from_eval(&err, &prepared.display);
-            diagnostic.message = format!(
-                "could not walk the whole runbook without running it: {}",
-                diagnostic.message
-            );
-            warnings.push(diagnostic);
-        }
+    if errors.is_empty()
+        && let Err(err) = walked
+    {
+        let mut diagnostic = Diagnostic::from_eval(&err, &prepared.display);
+        diagnostic.message = format!(
+            "could not walk the whole runbook without running it: {}",
+            diagnostic.message
+        );
+        warnings.push(diagnostic);
     }
     {
         for (sections, title) in std::mem::take(&mut ctx.state().duplicates) {

@@ -186,12 +186,6 @@ pub fn run_step(
         return Ok(Dynamic::UNIT);
     }
     let id = ctx.next_id();
-    let key = (
-        ctx.section_path(outer.section),
-        kind,
-        title.to_owned(),
-        occurrence,
-    );
     record(
         ctx,
         Event::StepStart {
@@ -202,18 +196,19 @@ pub fn run_step(
             options: options.to_json(),
         },
     )?;
-    if let Some(value) = ctx.resume.get(&key) {
+    if let Some(value) = ctx.resumed(outer.section, kind, title, occurrence) {
         let end = step_end(id, kind, title, Status::Passed, 0, &options);
+        let restored = from_json(&value);
         record(
             ctx,
             Event::StepEnd(StepEnd {
-                value: value.clone(),
+                value,
                 resumed: true,
                 ..end
             }),
         )?;
         ctx.count(Status::Passed, true);
-        return Ok(from_json(value));
+        return Ok(restored);
     }
     let started = Instant::now();
     let mut attempts = 0;
@@ -546,12 +541,6 @@ pub fn manual(ctx: &Arc<RunContext>, title: &str, instructions: &str) -> Outcome
     }
     let id = ctx.next_id();
     let options = StepOptions::default();
-    let key = (
-        ctx.section_path(outer.section),
-        StepKind::Manual,
-        title.to_owned(),
-        occurrence,
-    );
     let instructions_json = serde_json::json!({ "instructions": instructions });
     record(
         ctx,
@@ -564,7 +553,7 @@ pub fn manual(ctx: &Arc<RunContext>, title: &str, instructions: &str) -> Outcome
         },
     )?;
     let mut end = step_end(id, StepKind::Manual, title, Status::Pending, 0, &options);
-    if let Some(value) = ctx.resume.get(&key) {
+    if let Some(value) = ctx.resumed(outer.section, StepKind::Manual, title, occurrence) {
         end.status = Status::Passed;
         end.resumed = true;
         end.confirmed_by = value

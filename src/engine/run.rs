@@ -79,7 +79,7 @@ pub enum StartError {
     #[error("{0}")]
     Usage(String),
     #[error("{}", .0.render().trim_end())]
-    Script(Diagnostic),
+    Script(Box<Diagnostic>),
     #[error("{0}")]
     Locked(String),
 }
@@ -137,7 +137,7 @@ pub fn compile_source(
 ) -> Result<AST, StartError> {
     let mut ast = engine
         .compile(source)
-        .map_err(|err| StartError::Script(Diagnostic::from_parse(&err, display)))?;
+        .map_err(|err| StartError::Script(Box::new(Diagnostic::from_parse(&err, display))))?;
     ast.set_source(display);
     Ok(ast)
 }
@@ -262,10 +262,10 @@ pub fn run(
 
     let result = evaluate(&engine, &ast, &ctx);
     let (mut status, mut error) = judge(&ctx, result);
-    if matches!(status, RunStatus::Failed | RunStatus::Error) {
-        if let Some(handler_error) = run_failure_handlers(&engine, &ast, &ctx) {
-            error.get_or_insert(handler_error);
-        }
+    if matches!(status, RunStatus::Failed | RunStatus::Error)
+        && let Some(handler_error) = run_failure_handlers(&engine, &ast, &ctx)
+    {
+        error.get_or_insert(handler_error);
     }
     let warnings = unused_params(&ctx);
     for warning in &warnings {

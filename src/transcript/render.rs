@@ -11,7 +11,7 @@ use super::event::{
 };
 
 /// A run as a tree of sections and steps, rebuilt from its transcript.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct Report {
     pub start: Option<RunStart>,
     pub end: Option<RunEnd>,
@@ -103,17 +103,6 @@ struct Builder {
     sections: HashMap<u64, Path>,
     steps: HashMap<u64, Path>,
     calls: HashMap<u64, (Path, usize)>,
-}
-
-impl Default for Report {
-    fn default() -> Self {
-        Self {
-            start: None,
-            end: None,
-            items: Vec::new(),
-            logs: Vec::new(),
-        }
-    }
 }
 
 impl Builder {
