@@ -40,7 +40,7 @@ pub enum Command {
     Docs { namespace: Option<String> },
     /// Check a transcript's hash chain and completeness.
     Verify { transcript: PathBuf },
-    /// Render a transcript as Markdown, JUnit XML or JSON.
+    /// Render a transcript as Markdown, JUnit XML, JSON or HTML.
     Report {
         transcript: PathBuf,
         #[arg(long, value_parser = parse_format, default_value = "markdown")]
@@ -116,7 +116,7 @@ fn parse_param(text: &str) -> Result<(String, String), String> {
 
 fn parse_format(text: &str) -> Result<ReportFormat, String> {
     ReportFormat::parse(text)
-        .ok_or_else(|| format!("unknown format `{text}` (markdown, junit or json)"))
+        .ok_or_else(|| format!("unknown format `{text}` (markdown, junit, json or html)"))
 }
 
 fn parse_report(text: &str) -> Result<(ReportFormat, PathBuf), String> {

@@ -695,6 +695,9 @@ fn reports_render_from_the_transcript() {
     let json = ws.runbook(&["report", transcript.to_str().unwrap(), "--format", "json"]);
     let value: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(value["end"]["status"], "failed");
+    let html = ws.runbook(&["report", transcript.to_str().unwrap(), "--format", "html"]);
+    assert!(html.stdout.starts_with("<!doctype html>"), "{}", html.stdout);
+    assert!(html.stdout.contains("finding: allows *"), "{}", html.stdout);
     assert!(
         ws.path()
             .join(transcript.parent().unwrap())

@@ -212,9 +212,16 @@ impl<'a> Call<'a> {
             self.end(call, Outcome::WouldRun, 0, None)?;
             return Ok(planned());
         }
+        let span = tracing::debug_span!("binding", name = self.name, target = %self.target);
+        let _entered = span.enter();
         let started = Instant::now();
         let result = bridge::block_on(&self.ctx.runtime, &self.ctx.cancel, work);
         let elapsed = started.elapsed().as_millis() as u64;
+        tracing::debug!(
+            elapsed_ms = elapsed,
+            ok = matches!(result, Ok(Ok(_))),
+            "binding call ended"
+        );
         match result {
             Ok(Ok(value)) => {
                 self.end(call, Outcome::Ok, elapsed, None)?;

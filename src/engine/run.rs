@@ -24,6 +24,7 @@ pub enum ReportFormat {
     Markdown,
     Junit,
     Json,
+    Html,
 }
 
 impl ReportFormat {
@@ -32,6 +33,7 @@ impl ReportFormat {
             "markdown" | "md" => Some(Self::Markdown),
             "junit" | "xml" => Some(Self::Junit),
             "json" => Some(Self::Json),
+            "html" => Some(Self::Html),
             _ => None,
         }
     }
@@ -41,6 +43,7 @@ impl ReportFormat {
             Self::Markdown => render::markdown(report),
             Self::Junit => render::junit(report),
             Self::Json => render::json(report),
+            Self::Html => render::html(report),
         }
     }
 }

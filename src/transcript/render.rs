@@ -461,3 +461,112 @@ pub fn junit(report: &Report) -> String {
 pub fn json(report: &Report) -> String {
     serde_json::to_string_pretty(report).unwrap_or_default()
 }
+
+/// A self-contained HTML page (inline styles, no scripts) for sharing a run.
+pub fn html(report: &Report) -> String {
+    let title = report
+        .start
+        .as_ref()
+        .map_or("runbook report", |s| s.runbook.as_str());
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\
+         <style>body{{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}}\
+         table{{border-collapse:collapse}}td,th{{padding:.2rem .8rem;text-align:left;border-bottom:1px solid #ddd}}\
+         .passed{{color:#16794c}}.failed{{color:#b3261e}}.skipped,.pending{{color:#8a6d00}}\
+         ul{{list-style:none;padding-left:1rem}}code{{background:#f3f3f3;padding:0 .2rem}}</style></head><body>",
+        escape(title)
+    );
+    let _ = write!(out, "<h1>{}</h1>", escape(title));
+    html_header(report, &mut out);
+    html_items(&report.items, 2, &mut out);
+    out.push_str("</body></html>\n");
+    out
+}
+
+fn html_header(report: &Report, out: &mut String) {
+    if let Some(start) = &report.start {
+        out.push_str("<table>");
+        for (label, value) in [
+            ("Run", start.run_id.as_str()),
+            ("Environment", start.environment.as_str()),
+            ("Dry run", if start.dry_run { "yes" } else { "no" }),
+            ("User", start.user.as_str()),
+            ("Host", start.host.as_str()),
+            ("Runbook SHA-256", start.sha256.as_str()),
+            ("Git commit", start.git_commit.as_deref().unwrap_or("-")),
+        ] {
+            let _ = write!(out, "<tr><th>{label}</th><td>{}</td></tr>", escape(value));
+        }
+        out.push_str("</table>");
+    }
+    match &report.end {
+        Some(end) => {
+            let s = &end.summary;
+            let _ = write!(
+                out,
+                "<p class=\"{0}\"><strong>Result: {0}</strong> in {1} ms: {2} passed, {3} failed, \
+                 {4} warnings, {5} skipped, {6} pending.</p>",
+                end.status.as_str(),
+                end.duration_ms,
+                s.passed,
+                s.failed,
+                s.warnings,
+                s.skipped,
+                s.pending
+            );
+        }
+        None => out.push_str("<p class=\"failed\"><strong>Result: incomplete</strong></p>"),
+    }
+}
+
+fn html_items(items: &[Item], depth: usize, out: &mut String) {
+    out.push_str("<ul>");
+    for item in items {
+        match item {
+            Item::Section(section) => {
+                let status = section.status.map_or("pending", Status::as_str);
+                let level = depth.min(6);
+                let _ = write!(
+                    out,
+                    "<li><h{level} class=\"{status}\">{}</h{level}>",
+                    escape(&section.title)
+                );
+                html_items(&section.items, depth + 1, out);
+                out.push_str("</li>");
+            }
+            Item::Step(step) => html_step(step, out),
+        }
+    }
+    out.push_str("</ul>");
+}
+
+fn html_step(step: &StepNode, out: &mut String) {
+    let status = step.end.as_ref().map(|e| e.status);
+    let class = status.map_or("pending", Status::as_str);
+    let _ = write!(
+        out,
+        "<li class=\"{class}\">{} <strong>{}</strong> {} ({})",
+        status_mark(status),
+        step.kind.as_str(),
+        escape(&step.title),
+        escape(&step_status_label(step))
+    );
+    if let Some(end) = &step.end {
+        if let Some(message) = &end.message {
+            let _ = write!(out, "<br><code>{}</code>", escape(message));
+        }
+        for finding in &end.findings {
+            let _ = write!(out, "<br>finding: {}", escape(&value_text(finding)));
+        }
+    }
+    out.push_str("</li>");
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
