@@ -112,12 +112,13 @@ impl Screen {
                 self.detail(&format!("← {name} {outcome:?} in {duration_ms} ms{error}"));
             }
             Event::Output { line, .. } if self.verbose() => self.detail(&format!("| {line}")),
+            // On a terminal the operator just saw the question and typed the answer.
             Event::Prompt {
                 question,
                 answer,
                 by,
                 ..
-            } => {
+            } if !self.is_live() => {
                 self.detail(&format!("{question} → {answer} ({by})"));
             }
             _ => {}
