@@ -696,7 +696,11 @@ fn reports_render_from_the_transcript() {
     let value: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(value["end"]["status"], "failed");
     let html = ws.runbook(&["report", transcript.to_str().unwrap(), "--format", "html"]);
-    assert!(html.stdout.starts_with("<!doctype html>"), "{}", html.stdout);
+    assert!(
+        html.stdout.starts_with("<!doctype html>"),
+        "{}",
+        html.stdout
+    );
     assert!(html.stdout.contains("finding: allows *"), "{}", html.stdout);
     assert!(
         ws.path()
@@ -722,4 +726,85 @@ fn a_runaway_script_ends_with_a_clear_error() {
         "{}",
         run.stderr
     );
+}
+
+#[test]
+fn a_canary_secret_never_reaches_any_output_even_at_the_highest_verbosity() {
+    const CANARY: &str = "canary-7f3a9c1e-do-not-leak";
+    let ws = Workspace::new();
+    ws.write("runbook.toml", "[secrets]\nenv = [\"LISTED_TOKEN\"]\n");
+    ws.write(
+        "leak.rhai",
+        r#"
+        let token = secret("CANARY_TOKEN");
+        let db_password = secret_param("db_password");
+        step("Echo it", || shell::run(["sh", "-c", "echo $TOKEN; echo $TOKEN | base64; echo $LISTED_TOKEN >&2"], #{env: #{TOKEN: token}, effect: "read"}).stdout);
+        step("Fail with it", #{keep_going: true}, || shell::run(["sh", "-c", "echo failed for $1 >&2; exit 3", "sh", token], #{check: true, effect: "read"}));
+        step("Return it", || #{token: token, password: db_password});
+        step("Print it", #{keep_going: true}, || print(token));
+        check("Length only", || token.len() == 27);
+        "#,
+    );
+    let mut command = ws.command(&[
+        "run",
+        "leak.rhai",
+        "--runs-dir",
+        "runs",
+        "-vv",
+        "--report",
+        "junit:junit.xml",
+        "--report",
+        "json:report.json",
+        "--param",
+        &format!("db_password={CANARY}-param"),
+    ]);
+    command
+        .env("CANARY_TOKEN", CANARY)
+        .env("LISTED_TOKEN", format!("{CANARY}-listed"))
+        .env("RUST_LOG", "trace");
+    let output = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("a secret cannot be printed"), "{stderr}");
+    let transcript_line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("transcript: "))
+        .unwrap();
+    let transcript = ws.path().join(transcript_line);
+    let mut outputs = vec![stdout.to_string(), stderr.to_string()];
+    for file in [
+        transcript.clone(),
+        transcript.with_file_name("report.md"),
+        ws.path().join("junit.xml"),
+        ws.path().join("report.json"),
+    ] {
+        outputs.push(std::fs::read_to_string(&file).unwrap());
+    }
+    let encoded = base64_of(CANARY);
+    for text in &outputs {
+        assert!(!text.contains(CANARY), "the canary leaked:\n{text}");
+        assert!(
+            !text.contains(&encoded[..20]),
+            "the canary's base64 leaked:\n{text}"
+        );
+        assert!(
+            !text.contains("canary-7f3a"),
+            "part of the canary leaked:\n{text}"
+        );
+    }
+    let text = std::fs::read_to_string(&transcript).unwrap();
+    assert!(
+        text.contains(r#""line":"***""#),
+        "the echoed value was not recorded masked"
+    );
+    assert!(text.contains(r#""db_password":"***""#));
+}
+
+fn base64_of(text: &str) -> String {
+    let output = std::process::Command::new("sh")
+        .args(["-c", &format!("printf %s '{text}' | base64 -w0")])
+        .output()
+        .unwrap();
+    String::from_utf8(output.stdout).unwrap()
 }
