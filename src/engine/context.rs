@@ -91,6 +91,7 @@ pub struct RunContext {
     pub resume: HashMap<ResumeKey, serde_json::Value>,
     pub state: Mutex<State>,
     writer: Mutex<Option<TranscriptWriter>>,
+    report: Mutex<crate::transcript::render::ReportBuilder>,
     ids: AtomicU64,
     pub started: Instant,
 }
@@ -138,9 +139,17 @@ impl RunContext {
             resume: parts.resume,
             state: Mutex::new(State::default()),
             writer: Mutex::new(parts.writer),
+            report: Mutex::default(),
             ids: AtomicU64::new(1),
             started: Instant::now(),
         })
+    }
+
+    /// The report of this run so far, built from the masked events as they are written.
+    pub fn report(&self) -> std::sync::MutexGuard<'_, crate::transcript::render::ReportBuilder> {
+        self.report
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     pub fn next_id(&self) -> u64 {
@@ -176,6 +185,7 @@ impl RunContext {
             .to_string();
         let record = writer.append(ts, event, durable)?;
         self.screen.show(&record.event);
+        self.report().add(&record.event);
         Ok(())
     }
 

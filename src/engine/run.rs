@@ -289,7 +289,7 @@ pub fn run(
     ctx.screen.finish();
     let transcript = ctx.close_transcript().unwrap_or(transcript);
     error = error.map(|e| masker.mask(&e));
-    write_reports(&transcript, &run_dir, &request.reports);
+    write_reports(ctx.report().report(), &run_dir, &request.reports);
     Ok(Outcome {
         status,
         summary,
@@ -546,14 +546,10 @@ pub fn git_commit(runbook: &Path) -> Option<String> {
     })
 }
 
-fn write_reports(transcript: &Path, run_dir: &Path, extra: &[(ReportFormat, PathBuf)]) {
-    let Ok(verification) = verify_file(transcript) else {
-        return;
-    };
-    let report = Report::from_records(&verification.records);
-    let _ = std::fs::write(run_dir.join("report.md"), render::markdown(&report));
+fn write_reports(report: &Report, run_dir: &Path, extra: &[(ReportFormat, PathBuf)]) {
+    let _ = std::fs::write(run_dir.join("report.md"), render::markdown(report));
     for (format, path) in extra {
-        if let Err(err) = std::fs::write(path, format.render(&report)) {
+        if let Err(err) = std::fs::write(path, format.render(report)) {
             tracing::warn!(path = %path.display(), %err, "cannot write report");
         }
     }

@@ -65,7 +65,7 @@ type Path = Vec<usize>;
 
 impl Report {
     pub fn from_records(records: &[Record]) -> Self {
-        let mut builder = Builder::default();
+        let mut builder = ReportBuilder::default();
         for record in records {
             builder.add(&record.event);
         }
@@ -97,16 +97,22 @@ fn collect_steps<'a>(
     }
 }
 
+/// Builds a report event by event, so a run can render its reports without reading its
+/// transcript back.
 #[derive(Default)]
-struct Builder {
+pub struct ReportBuilder {
     report: Report,
     sections: HashMap<u64, Path>,
     steps: HashMap<u64, Path>,
     calls: HashMap<u64, (Path, usize)>,
 }
 
-impl Builder {
-    fn add(&mut self, event: &Event) {
+impl ReportBuilder {
+    pub fn report(&self) -> &Report {
+        &self.report
+    }
+
+    pub fn add(&mut self, event: &Event) {
         match event {
             Event::RunStart(start) => self.report.start = Some(start.clone()),
             Event::RunEnd(end) => self.report.end = Some(end.clone()),
