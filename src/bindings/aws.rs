@@ -68,7 +68,10 @@ impl SecretsManager {
             .timeout
             .and_then(|s| Duration::try_from_secs_f64(s).ok())
             .unwrap_or(secure_http::DEFAULT_TIMEOUT);
-        let client = secure_http::client(settings.ca_cert.as_deref(), timeout).map_err(fail)?;
+        let ca_cert = settings
+            .ca_cert
+            .map(|path| super::settings::path(ctx, path));
+        let client = secure_http::client(ca_cert.as_deref(), timeout).map_err(fail)?;
         Ok(Self {
             endpoint,
             region,
@@ -173,8 +176,14 @@ fn credentials(ctx: &RunContext) -> Result<Credentials, Failure> {
     Ok(Credentials::new(key, secret, token, None, "environment"))
 }
 
-/// An AWS JSON error body's type (without its namespace) and message.
+/// An AWS error body's type (without its namespace) and message. Secrets Manager answers in
+/// JSON; errors raised before the service (signature checks) can come as XML.
 fn error_parts(text: &str) -> (String, String) {
+    if text.trim_start().starts_with('<') {
+        let kind = xml_element(text, "Code").unwrap_or("error");
+        let message = xml_element(text, "Message").unwrap_or("");
+        return (kind.to_owned(), message.to_owned());
+    }
     let body: Value = serde_json::from_str(text).unwrap_or(Value::Null);
     let kind = body["__type"]
         .as_str()
@@ -186,6 +195,14 @@ fn error_parts(text: &str) -> (String, String) {
         .map(str::to_owned)
         .unwrap_or_else(|| secure_http::excerpt(text));
     (kind, message)
+}
+
+/// The text of the first `<name>` element; enough for AWS's flat error documents.
+fn xml_element<'t>(text: &'t str, name: &str) -> Option<&'t str> {
+    let open = format!("<{name}>");
+    let start = text.find(&open)? + open.len();
+    let end = text[start..].find(&format!("</{name}>"))?;
+    Some(text[start..start + end].trim())
 }
 
 /// What `secret("aws:ID#KEY")` finds: the secret's text, `None` when there is no secret.

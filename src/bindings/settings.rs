@@ -31,6 +31,14 @@ pub fn read<T: DeserializeOwned>(ctx: &RunContext, name: &str) -> Result<T, Fail
         })
 }
 
+/// A relative path from runbook.toml, taken from the folder the file is in.
+pub fn path(ctx: &RunContext, path: std::path::PathBuf) -> std::path::PathBuf {
+    match ctx.config.dir() {
+        Some(dir) if path.is_relative() => dir.join(path),
+        _ => path,
+    }
+}
+
 /// A failure found before a call could start (settings, a token reference) as a script
 /// error: `subject: message`, then the causes, masked.
 pub fn failed(ctx: &RunContext, subject: &str, failure: Failure) -> Box<rhai::EvalAltResult> {

@@ -108,7 +108,9 @@ fn cached_login(key: &str, fresh: bool) -> Option<Secret> {
     cache.get(key).cloned()
 }
 
-/// A KV v2 secret as Vault returned it.
+/// A KV v2 secret as Vault returned it. Its values are registered for masking only as they
+/// become `Secret`s: masking every field of every secret read (a user name such as the
+/// namespace's) would blank out much of the transcript for nothing.
 struct KvSecret {
     data: BTreeMap<String, String>,
     metadata: Value,
@@ -137,6 +139,7 @@ impl Vault {
             .timeout
             .and_then(|s| Duration::try_from_secs_f64(s).ok())
             .unwrap_or(secure_http::DEFAULT_TIMEOUT);
+        let ca_cert = ca_cert.map(|path| super::settings::path(ctx, path));
         let client = secure_http::client(ca_cert.as_deref(), timeout).map_err(fail)?;
         Ok(Self {
             address,
@@ -307,7 +310,6 @@ impl Vault {
                     Value::String(text) => text.clone(),
                     other => other.to_string(),
                 };
-                self.masker.add(&text);
                 (key.clone(), text)
             })
             .collect();
@@ -398,7 +400,9 @@ async fn answer(response: reqwest::Response) -> Result<Option<Value>, Refused> {
 /// How to authenticate: Kubernetes login when `[vault.kubernetes]` is set, else a token.
 fn auth(ctx: &RunContext, settings: &Settings) -> Outcome<Auth> {
     if let Some(kubernetes) = &settings.kubernetes {
-        return Ok(Auth::Kubernetes(kubernetes.clone()));
+        let mut kubernetes = kubernetes.clone();
+        kubernetes.token_file = super::settings::path(ctx, kubernetes.token_file);
+        return Ok(Auth::Kubernetes(kubernetes));
     }
     let reference = settings.token.as_deref().unwrap_or("env:VAULT_TOKEN");
     if reference.starts_with("vault:") {
@@ -642,7 +646,10 @@ fn read(ctx: &RunContext, path: &str, options: &Map) -> Outcome<Map> {
         .into_iter()
         .map(|(key, value)| {
             let name = format!("vault:{path}#{key}");
-            (key.into(), Dynamic::from(Secret::new(name, value)))
+            (
+                key.into(),
+                Dynamic::from(super::secret::wrap(ctx, &name, value)),
+            )
         })
         .collect();
     map.insert("data".into(), data.into());

@@ -355,7 +355,8 @@ fn prepare(
                 body: event.body(routing_key.expose()),
             }
         }
-        Channel::Email(email) => {
+        Channel::Email(mut email) => {
+            email.ca_cert = email.ca_cert.map(|path| super::settings::path(ctx, path));
             let password = match email.password.as_deref() {
                 Some(reference) => Some(reveal(ctx, channel, "password", Some(reference))?),
                 None => None,
@@ -673,7 +674,8 @@ fn pagerduty_event(
 fn send_email(ctx: &RunContext, letter: &Map) -> Outcome<Map> {
     let failed = |f| fail(ctx, "alert::email", f);
     let settings = AlertSettings::load(ctx).map_err(failed)?;
-    let email: EmailSettings = settings.settings_of("email").map_err(failed)?;
+    let mut email: EmailSettings = settings.settings_of("email").map_err(failed)?;
+    email.ca_cert = email.ca_cert.map(|path| super::settings::path(ctx, path));
     let mut to = email.to.clone();
     let mut subject = None;
     let mut body = None;
