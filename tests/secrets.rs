@@ -25,6 +25,8 @@ struct VaultState {
     role: String,
     issued: String,
     logins: usize,
+    /// Whether the first login's token expires after one request.
+    first_login_expires: bool,
     /// Where `secret/moved/app` redirects to.
     moved_to: Option<String>,
 }
@@ -43,6 +45,7 @@ impl VaultState {
             role: String::new(),
             issued: String::new(),
             logins: 0,
+            first_login_expires: false,
             moved_to: None,
         }
     }
@@ -70,15 +73,19 @@ fn vault_answer(state: &mut VaultState, request: &Recorded) -> Reply {
             return errors(403, "permission denied");
         }
         state.logins += 1;
-        state.tokens.push(state.issued.clone());
+        let issued = format!("{}-{}", state.issued, state.logins);
+        state.tokens.push(issued.clone());
         return Reply::json(
             200,
-            json!({"auth": {"client_token": state.issued, "lease_duration": 3600}}),
+            json!({"auth": {"client_token": issued, "lease_duration": 3600}}),
         );
     }
     let token = request.header("x-vault-token").unwrap_or("");
     if !state.tokens.iter().any(|t| t == token) {
         return errors(403, "permission denied");
+    }
+    if state.first_login_expires && token == format!("{}-1", state.issued) {
+        state.tokens.retain(|t| t != token);
     }
     if let Some(target) = &state.moved_to
         && path.starts_with("/v1/secret/data/moved/")
@@ -271,48 +278,50 @@ fn a_stale_check_and_set_write_fails_instead_of_overwriting() {
 }
 
 #[test]
-fn kubernetes_auth_logs_in_once_with_the_service_account_token() {
+fn kubernetes_auth_logs_in_once_and_again_when_the_token_expires() {
     let jwt = "eyJhbGciOiJSUzI1NiJ9.canary-service-account-jwt.c2lnbmF0dXJl";
     let issued = "hvs.canary-issued-by-kubernetes-login-77c1";
-    let state = Arc::new(Mutex::new(VaultState::new()));
-    {
-        let mut state = state.lock().unwrap();
-        state.tokens.clear();
-        state.jwt = jwt.into();
-        state.role = "elson-backend".into();
-        state.issued = issued.into();
-    }
-    let vault = start_vault(state.clone());
-    let config = format!(
-        "{}[vault.kubernetes]\nrole = \"elson-backend\"\ntoken_file = \"sa-token\"\n",
-        vault_config(&vault)
-    );
-    let dir = project(
-        &config,
-        r#"
+    let runbook = r#"
         check("read", || secret("vault:secret/elson/app#api_key").len() == 32);
         check("ttl", || vault::token_ttl() > 0);
         check("policies", || vault::policies().len() == 3);
-        "#,
-    );
-    std::fs::write(dir.path().join("sa-token"), format!("{jwt}\n")).unwrap();
-    let result = run(dir.path(), "test.rhai", &[], &[]);
-    assert_eq!(result.code, 0, "{}\n{}", result.stderr, result.transcript);
-    assert_eq!(state.lock().unwrap().logins, 1, "one login serves the run");
-    let authenticated: Vec<Recorded> = vault
-        .requests()
-        .into_iter()
-        .filter(|r| r.path != "/v1/auth/kubernetes/login")
-        .collect();
-    assert_eq!(authenticated.len(), 3);
-    assert!(
-        authenticated
-            .iter()
-            .all(|r| r.header("x-vault-token") == Some(issued))
-    );
-    let everything = result.everything();
-    assert_absent(&everything, jwt, "the service-account token");
-    assert_absent(&everything, issued, "the issued Vault token");
+        "#;
+    for expires in [false, true] {
+        let state = Arc::new(Mutex::new(VaultState::new()));
+        {
+            let mut state = state.lock().unwrap();
+            state.tokens.clear();
+            state.jwt = jwt.into();
+            state.role = "elson-backend".into();
+            state.issued = issued.into();
+            state.first_login_expires = expires;
+        }
+        let vault = start_vault(state.clone());
+        let config = format!(
+            "{}[vault.kubernetes]\nrole = \"elson-backend\"\ntoken_file = \"sa-token\"\n",
+            vault_config(&vault)
+        );
+        let dir = project(&config, runbook);
+        std::fs::write(dir.path().join("sa-token"), format!("{jwt}\n")).unwrap();
+        let result = run(dir.path(), "test.rhai", &[], &[]);
+        assert_eq!(result.code, 0, "{}\n{}", result.stderr, result.transcript);
+        let logins = state.lock().unwrap().logins;
+        assert_eq!(logins, if expires { 2 } else { 1 }, "expired: {expires}");
+        let authenticated: Vec<Recorded> = vault
+            .requests()
+            .into_iter()
+            .filter(|r| r.path != "/v1/auth/kubernetes/login")
+            .collect();
+        assert_eq!(authenticated.len(), if expires { 4 } else { 3 });
+        let last = format!("{issued}-{logins}");
+        assert_eq!(
+            authenticated.last().unwrap().header("x-vault-token"),
+            Some(last.as_str())
+        );
+        let everything = result.everything();
+        assert_absent(&everything, jwt, "the service-account token");
+        assert_absent(&everything, issued, "the issued Vault token");
+    }
 }
 
 #[test]

@@ -227,6 +227,9 @@ fn get_value(
     request: Value,
     name: &'static str,
 ) -> Outcome<Option<Value>> {
+    if ctx.is_plan() {
+        return Ok(None);
+    }
     let manager = SecretsManager::open(ctx)?;
     let mut args = request.clone();
     args["region"] = Value::String(manager.region.clone());
@@ -352,6 +355,12 @@ fn get_secret(ctx: &RunContext, id: &str, options: &Map) -> Outcome<Map> {
 fn put_secret(ctx: &RunContext, id: &str, value: Dynamic) -> Outcome<Map> {
     let text =
         secret_string(ctx, value).map_err(|message| format!("aws::put_secret: {message}"))?;
+    if ctx.is_plan() {
+        let mut map = Map::new();
+        map.insert("name".into(), id.into());
+        map.insert("planned".into(), true.into());
+        return Ok(map);
+    }
     let manager = SecretsManager::open(ctx)?;
     // The token makes a retried request create one version, not two.
     let token = request_token().map_err(|f| super::settings::failed(ctx, "aws::put_secret", f))?;
@@ -428,6 +437,9 @@ fn request_token() -> Result<String, Failure> {
 }
 
 fn describe_rotation(ctx: &RunContext, id: &str) -> Outcome<Map> {
+    if ctx.is_plan() {
+        return Ok(rotation(&json!({ "Name": id }), 0));
+    }
     let manager = SecretsManager::open(ctx)?;
     let request = json!({ "SecretId": id });
     let answer = Call::new(ctx, "aws::describe_rotation", Effect::Read, id)

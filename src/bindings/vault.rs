@@ -165,13 +165,13 @@ impl Vault {
         api: &str,
         body: Option<Value>,
     ) -> Result<Option<Value>, Failure> {
-        let token = self.token(false).await?;
+        let (token, cached) = self.token(false).await?;
         match self
             .send_with(&token, method.clone(), api, body.clone())
             .await
         {
-            Err(Refused::Forbidden(_)) if matches!(self.auth, Auth::Kubernetes(_)) => {
-                let fresh = self.token(true).await?;
+            Err(Refused::Forbidden(_)) if cached => {
+                let (fresh, _) = self.token(true).await?;
                 self.send_with(&fresh, method, api, body)
                     .await
                     .map_err(Refused::into_failure)
@@ -205,22 +205,23 @@ impl Vault {
         answer(response).await
     }
 
-    /// The token to send: the configured one, or one from Kubernetes login (cached).
-    async fn token(&self, fresh: bool) -> Result<Secret, Failure> {
+    /// The token to send: the configured one, or one from Kubernetes login, and whether it
+    /// came from an earlier login (and so may have expired since).
+    async fn token(&self, fresh: bool) -> Result<(Secret, bool), Failure> {
         let kubernetes = match &self.auth {
-            Auth::Token(token) => return Ok(token.clone()),
+            Auth::Token(token) => return Ok((token.clone(), false)),
             Auth::Kubernetes(kubernetes) => kubernetes,
         };
         let key = format!("{}|{}|{}", self.address, kubernetes.mount, kubernetes.role);
         if let Some(token) = cached_login(&key, fresh) {
-            return Ok(token);
+            return Ok((token, true));
         }
         let token = self.kubernetes_login(kubernetes).await?;
         login_cache()
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
             .insert(key, token.clone());
-        Ok(token)
+        Ok((token, false))
     }
 
     /// Exchanges the service-account token for a Vault token at `auth/MOUNT/login`.
@@ -239,11 +240,15 @@ impl Vault {
         let jwt = jwt.trim();
         self.masker.add(jwt);
         let api = format!("auth/{}/login", auth.mount.trim_matches('/'));
-        let response = self
+        let mut request = self
             .client
             .post(self.url(&api)?)
             .header("X-Vault-Request", "true")
-            .json(&json!({ "role": auth.role, "jwt": jwt }))
+            .json(&json!({ "role": auth.role, "jwt": jwt }));
+        if let Some(namespace) = &self.namespace {
+            request = request.header("X-Vault-Namespace", namespace);
+        }
+        let response = request
             .send()
             .await
             .map_err(|err| secure_http::send_failed("Vault", err))?;
@@ -423,6 +428,9 @@ fn auth(ctx: &RunContext, settings: &Settings) -> Outcome<Auth> {
 
 /// What `secret("vault:PATH#KEY")` finds at PATH: its fields, `None` when there is no secret.
 pub fn lookup(ctx: &RunContext, path: &str) -> Outcome<Option<Found>> {
+    if ctx.is_plan() {
+        return Ok(None);
+    }
     let vault = Vault::open(ctx)?;
     let path = path.to_owned();
     Call::new(ctx, "vault::read", Effect::Read, path.clone())
@@ -624,6 +632,9 @@ fn read(ctx: &RunContext, path: &str, options: &Map) -> Outcome<Map> {
             }
         }
     }
+    if ctx.is_plan() {
+        return Ok(planned_read(path));
+    }
     let vault = Vault::open(ctx)?;
     let owned = path.to_owned();
     let secret = Call::new(ctx, "vault::read", Effect::Read, path)
@@ -634,13 +645,11 @@ fn read(ctx: &RunContext, path: &str, options: &Map) -> Outcome<Map> {
                 .map(Some)
                 .ok_or_else(|| Failure::new("no secret at this path"))
         })?;
+    let Some(secret) = secret else {
+        return Ok(planned_read(path));
+    };
     let mut map = Map::new();
     map.insert("path".into(), path.into());
-    let Some(secret) = secret else {
-        map.insert("data".into(), Map::new().into());
-        map.insert("version".into(), Dynamic::from(0_i64));
-        return Ok(map);
-    };
     let data: Map = secret
         .data
         .into_iter()
@@ -659,6 +668,16 @@ fn read(ctx: &RunContext, path: &str, options: &Map) -> Outcome<Map> {
         from_json(&secret.metadata["created_time"]),
     );
     Ok(map)
+}
+
+/// What a plan sees for a read: no data, version 0.
+fn planned_read(path: &str) -> Map {
+    let mut map = Map::new();
+    map.insert("path".into(), path.into());
+    map.insert("data".into(), Map::new().into());
+    map.insert("version".into(), Dynamic::from(0_i64));
+    map.insert("planned".into(), true.into());
+    map
 }
 
 fn write(ctx: &RunContext, path: &str, data: Map, options: &Map) -> Outcome<Map> {
@@ -682,6 +701,12 @@ fn write(ctx: &RunContext, path: &str, data: Map, options: &Map) -> Outcome<Map>
     }
     let keys: Vec<String> = data.keys().map(|k| k.to_string()).collect();
     let body = plain_json(ctx, &data);
+    if ctx.is_plan() {
+        let mut map = Map::new();
+        map.insert("version".into(), Dynamic::from(0_i64));
+        map.insert("planned".into(), true.into());
+        return Ok(map);
+    }
     let vault = Vault::open(ctx)?;
     let owned = path.to_owned();
     let written = Call::new(ctx, "vault::write", Effect::Mutate, path)
@@ -718,6 +743,9 @@ fn plain_json(ctx: &RunContext, data: &Map) -> Value {
 
 /// One authenticated GET whose answer must exist.
 fn get(ctx: &RunContext, name: &'static str, api: &str) -> Outcome<Value> {
+    if ctx.is_plan() {
+        return Ok(Value::Null);
+    }
     let vault = Vault::open(ctx)?;
     let owned = api.to_owned();
     let target = api.split('?').next().unwrap_or(api).to_owned();
@@ -770,6 +798,9 @@ fn auth_methods(ctx: &RunContext) -> Outcome<Map> {
 }
 
 fn health(ctx: &RunContext) -> Outcome<Map> {
+    if ctx.is_plan() {
+        return Ok(Map::new());
+    }
     let vault = Vault::open(ctx)?;
     // Ask for 200 in every state so the body says what the state is.
     let url = vault

@@ -113,7 +113,8 @@ impl Email {
             Err(err) => {
                 // A refused message (5xx) or a TLS failure will fail the same way again;
                 // a busy relay (4xx), a dropped connection or a timeout may not.
-                let transient = !err.is_permanent() && !err.is_tls();
+                let transient =
+                    !err.is_permanent() && !err.is_tls() && !is_certificate_problem(&err);
                 let failure = Failure::from_error(
                     format!("the SMTP server {} did not take the message", self.host),
                     &err,
@@ -150,6 +151,23 @@ impl Email {
         }
         Ok(builder.build())
     }
+}
+
+/// Whether a TLS handshake failed (an untrusted or mismatched certificate, say): lettre
+/// reports those as connection errors, but trying again cannot change the outcome.
+fn is_certificate_problem(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        // An io::Error's source skips the error it wraps, so look inside it as well.
+        let wrapped = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref);
+        if error.is::<rustls::Error>() || wrapped.is_some_and(|inner| inner.is::<rustls::Error>()) {
+            return true;
+        }
+        current = error.source();
+    }
+    false
 }
 
 /// The protection the settings ask for; plain text is allowed only on loopback.

@@ -193,7 +193,19 @@ fn test(ctx: &RunContext, route: &str) -> Outcome<Map> {
 }
 
 /// Sends to every channel of the route, then fails if any channel failed.
+/// What a plan sees: nothing was sent, and no secret or setting was needed to say so.
+fn planned() -> Map {
+    let mut map = Map::new();
+    map.insert("ok".into(), false.into());
+    map.insert("planned".into(), true.into());
+    map.insert("channels".into(), Array::new().into());
+    map
+}
+
 fn send_route(ctx: &RunContext, route: &str, alert: &Alert, test: bool) -> Outcome<Map> {
+    if ctx.is_plan() {
+        return Ok(planned());
+    }
     let name = if test { "alert::test" } else { "alert::notify" };
     let settings = AlertSettings::load(ctx).map_err(|f| fail(ctx, name, f))?;
     let channels = settings
@@ -215,7 +227,7 @@ fn send_route(ctx: &RunContext, route: &str, alert: &Alert, test: bool) -> Outco
                 Ok(result) => entries.push(channel_entry(channel, Ok(result))),
                 Err(err) if signal::as_stop(&err).is_some() => return Err(err),
                 Err(err) => {
-                    let text = ctx.masker.mask(&err.to_string());
+                    let text = ctx.masker.mask(&error_text(&err));
                     if ctx.is_dry_run() {
                         let _ = crate::engine::core::log(
                             ctx,
@@ -246,6 +258,14 @@ fn send_route(ctx: &RunContext, route: &str, alert: &Alert, test: bool) -> Outco
     map.insert("ok".into(), entries.iter().all(entry_ok).into());
     map.insert("channels".into(), entries.into());
     Ok(map)
+}
+
+/// An error's own message, without Rhai's "Runtime error" prefix.
+fn error_text(error: &rhai::EvalAltResult) -> String {
+    match signal::root(error) {
+        rhai::EvalAltResult::ErrorRuntime(value, _) => value.to_string(),
+        other => other.to_string(),
+    }
 }
 
 fn entry_ok(entry: &Dynamic) -> bool {
@@ -552,6 +572,9 @@ fn pagerduty_url(settings: &PagerDutySettings) -> Result<Url, Failure> {
 }
 
 fn slack(ctx: &RunContext, webhook: Dynamic, message: &str, options: &Map) -> Outcome<Map> {
+    if ctx.is_plan() {
+        return Ok(planned());
+    }
     let settings = AlertSettings::load(ctx).map_err(|f| fail(ctx, "alert::slack", f))?;
     let webhook =
         secret_or_text(ctx, webhook, "webhook").map_err(|m| format!("alert::slack: {m}"))?;
@@ -596,6 +619,9 @@ fn slack(ctx: &RunContext, webhook: Dynamic, message: &str, options: &Map) -> Ou
 }
 
 fn pagerduty(ctx: &RunContext, routing_key: Dynamic, options: &Map) -> Outcome<Map> {
+    if ctx.is_plan() {
+        return Ok(planned());
+    }
     let failed = |f| fail(ctx, "alert::pagerduty", f);
     let settings = AlertSettings::load(ctx).map_err(failed)?;
     let defaults: PagerDutySettings = settings.settings_of("pagerduty").map_err(failed)?;
@@ -672,6 +698,9 @@ fn pagerduty_event(
 }
 
 fn send_email(ctx: &RunContext, letter: &Map) -> Outcome<Map> {
+    if ctx.is_plan() {
+        return Ok(planned());
+    }
     let failed = |f| fail(ctx, "alert::email", f);
     let settings = AlertSettings::load(ctx).map_err(failed)?;
     let mut email: EmailSettings = settings.settings_of("email").map_err(failed)?;
@@ -731,6 +760,9 @@ fn addresses(value: &Dynamic) -> Result<Vec<String>, String> {
 }
 
 fn webhook(ctx: &RunContext, url: Dynamic, payload: Dynamic) -> Outcome<Map> {
+    if ctx.is_plan() {
+        return Ok(planned());
+    }
     let failed = |f| fail(ctx, "alert::webhook", f);
     let settings = AlertSettings::load(ctx).map_err(failed)?;
     let url = secret_or_text(ctx, url, "url").map_err(|m| format!("alert::webhook: {m}"))?;
