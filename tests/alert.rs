@@ -365,7 +365,7 @@ fn a_dry_run_records_the_alerts_and_sends_nothing() {
         &receivers.config(),
         r#"
         let team = step("tell the team", || alert::notify("team", "Deploy finished"));
-        check("planned", || team.channels.all(|c| c.planned));
+        check("planned", || team.ok && team.channels.all(|c| c.planned && c.ok));
         step("page", || alert::notify("oncall", "Error rate above 1%"));
         step("direct", || alert::slack(secret("SLACK_WEBHOOK_URL"), "hello"));
         step("mail", || alert::email(#{to: "ops@example.com", subject: "Backup verified", body: "ok"}));
@@ -716,6 +716,7 @@ fn plans_and_dry_runs_go_on_without_the_alert_secrets() {
         r#"
         let sent = alert::notify("oncall", "Starting the rollback");
         step("rollback", || alert::notify("oncall", "Rollback done"));
+        check("a dry run tells what a real run would not manage", || !sent.ok && sent.channels[0].error.contains("PAGERDUTY_ROUTING_KEY"));
         "#,
     );
     let plan = Command::new(env!("CARGO_BIN_EXE_runbook"))
@@ -734,6 +735,14 @@ fn plans_and_dry_runs_go_on_without_the_alert_secrets() {
 
     let result = run(dir.path(), "test.rhai", &["--dry-run"], &[]);
     assert_eq!(result.code, 0, "{}\n{}", result.stderr, result.transcript);
+    assert_eq!(
+        result
+            .events()
+            .iter()
+            .filter(|e| e["type"] == "step_end" && e["status"] == "passed")
+            .count(),
+        2
+    );
     let warnings: Vec<String> = result
         .events()
         .into_iter()

@@ -523,11 +523,15 @@ fn borrowed<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str
 #[test]
 fn secrets_manager_get_put_and_rotation_against_moto() {
     let moto = start_moto();
-    let config = format!("[aws]\nendpoint = \"{}\"\n", moto.url);
+    let config = format!(
+        "[secrets]\nsources = [\"env\", \"aws:prod/elson/app\"]\n[aws]\nendpoint = \"{}\"\n",
+        moto.url
+    );
     let dir = project(
         &config,
         r#"
         let app = aws::get_secret("prod/elson/app");
+        check("a bare name from the aws source", || secret("password").len() == 26);
         check("fields", || app.fields.password.len() == 26 && app.version_stages.contains("AWSCURRENT"));
         check("a field by reference", || secret("aws:prod/elson/app#password").len() == 26);
         check("a whole secret by reference", || secret("aws:prod/elson/token").len() == 32);

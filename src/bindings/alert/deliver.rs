@@ -91,11 +91,11 @@ impl Delivery {
     }
 }
 
+/// The script's view of a send: `ok` says nothing failed; a dry run's also says `planned`.
 fn result_map(answer: &Value) -> Map {
     let mut map = Map::new();
-    let planned = answer["planned"] == Value::Bool(true);
-    map.insert("ok".into(), (!planned).into());
-    if planned {
+    map.insert("ok".into(), true.into());
+    if answer["planned"] == Value::Bool(true) {
         map.insert("planned".into(), true.into());
     }
     for key in ["attempts", "dedup_key", "status"] {
@@ -271,13 +271,12 @@ impl Receiver {
     }
 }
 
-/// A planned or real result's `ok`, for route summaries.
+/// A result's `ok`, for route summaries.
 pub fn succeeded(result: &Map) -> bool {
     result
         .get("ok")
         .and_then(|ok| ok.as_bool().ok())
         .unwrap_or(false)
-        || result.contains_key("planned")
 }
 
 /// The map for one channel in a route's summary.

@@ -151,10 +151,11 @@ fn direct_functions(family: &mut Family, ctx: &Arc<RunContext>) {
 fn fail(ctx: &RunContext, subject: &str, failure: Failure) -> Box<rhai::EvalAltResult> {
     super::settings::failed(ctx, subject, failure)
 }
-/// What a plan sees: nothing was sent, and no secret or setting was needed to say so.
+/// What a plan sees: nothing failed and nothing was sent, and no secret or setting was
+/// needed to say so.
 fn planned() -> Map {
     let mut map = Map::new();
-    map.insert("ok".into(), false.into());
+    map.insert("ok".into(), true.into());
     map.insert("planned".into(), true.into());
     map.insert("channels".into(), Array::new().into());
     map
