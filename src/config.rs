@@ -25,9 +25,10 @@ pub enum ConfigError {
     },
 }
 
-/// The whole file.
+/// The whole file. Unknown top-level tables are not refused here: they land in `extra` for
+/// the binding families that own them (serde cannot combine `deny_unknown_fields` with
+/// `flatten`; with both, every table a family reads was rejected).
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Config {
     /// The environment used when `--env` is not given.
     pub default_environment: Option<String>,
@@ -174,9 +175,12 @@ mod tests {
             namespace = "elson"
             [secrets]
             env = ["SLACK_WEBHOOK_URL"]
+            [alert.routes]
+            team = ["slack"]
             "#,
         )
         .unwrap();
+        assert!(config.extra["alert"]["routes"]["team"].is_array());
         let staging = config.environment(None).unwrap();
         assert_eq!(staging.name, "staging");
         assert!(!staging.protected);

@@ -6,10 +6,22 @@ use std::sync::Arc;
 use crate::engine::binding::Family;
 use crate::engine::context::RunContext;
 
+pub mod alert;
+pub mod aws;
 pub mod secret;
+pub mod secrets;
+pub mod secure_http;
+pub mod settings;
 pub mod shell;
+pub mod vault;
 
 /// Every binding family, in the order `runbook docs` lists them.
 pub fn families(ctx: &Arc<RunContext>) -> Vec<Family> {
-    vec![shell::family(ctx)]
+    vec![
+        shell::family(ctx),
+        secrets::family(ctx),
+        vault::family(ctx),
+        aws::family(ctx),
+        alert::family(ctx),
+    ]
 }

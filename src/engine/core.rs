@@ -484,20 +484,12 @@ fn secrets(family: &mut Family, ctx: &Arc<RunContext>) {
         "secret",
         Some(Effect::Read),
         &["reference: &str", "Secret"],
-        &["A secret by reference: `NAME` (the sources runbook.toml lists, by default the env var NAME), `env:NAME` or `file:PATH`. The value is masked in every output; it can be handed to bindings and measured with `len()`, never printed.", "", "```rhai", "let key = secret(\"SECRET_KEY\");", "check(\"SECRET_KEY is long enough\", || key.len() >= 32);", "```"],
+        &["A secret by reference: `NAME` (the sources runbook.toml lists, by default the env var NAME), `env:NAME`, `file:PATH`, `vault:PATH#KEY` (KV v2), `aws:SECRET-ID#KEY` (Secrets Manager; the key picks a field of a JSON secret) or `k8s:NAMESPACE/NAME#KEY`. The value is masked in every output; it can be handed to bindings and measured with `len()`, never printed.", "", "```rhai", "let key = secret(\"SECRET_KEY\");", "check(\"SECRET_KEY is long enough\", || key.len() >= 32);", "```"],
         move |reference: &str| -> Outcome<Secret> {
             if c.mode == Mode::Plan {
                 return Ok(Secret::new(reference, ""));
             }
-            let secret = crate::bindings::secret::resolve(&c, reference).map_err(|failure| {
-                let mut text = format!("secret `{reference}`: {}", failure.message);
-                for cause in failure.causes {
-                    text.push_str("\ncaused by: ");
-                    text.push_str(&cause);
-                }
-                error(c.masker.mask(&text))
-            })?;
-            Ok(secret)
+            crate::bindings::secret::resolve(&c, reference)
         },
     );
     family.function(
