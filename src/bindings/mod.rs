@@ -6,10 +6,21 @@ use std::sync::Arc;
 use crate::engine::binding::Family;
 use crate::engine::context::RunContext;
 
+pub mod http;
+pub mod jwt;
+pub mod options;
 pub mod secret;
 pub mod shell;
+pub mod tls;
+pub mod ws;
 
 /// Every binding family, in the order `runbook docs` lists them.
 pub fn families(ctx: &Arc<RunContext>) -> Vec<Family> {
-    vec![shell::family(ctx)]
+    vec![
+        shell::family(ctx),
+        http::family(ctx),
+        tls::family(ctx),
+        ws::family(ctx),
+        jwt::family(ctx),
+    ]
 }
