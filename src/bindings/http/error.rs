@@ -33,14 +33,13 @@ fn chain<'a>(error: &'a (dyn StdError + 'static)) -> Vec<&'a (dyn StdError + 'st
     let mut current = Some(error);
     while let Some(err) = current {
         all.push(err);
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && let Some(inner) = io.get_ref()
+        current = match err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
         {
-            all.push(inner);
-            current = inner.source();
-            continue;
-        }
-        current = err.source();
+            Some(inner) => Some(inner),
+            None => err.source(),
+        };
     }
     all
 }

@@ -117,35 +117,55 @@ pub fn rejection(error: &rustls::Error, chain: &[CertificateInfo]) -> String {
 fn certificate_problem(error: &CertificateError, chain: &[CertificateInfo]) -> String {
     let leaf = chain.first();
     match error {
-        CertificateError::Expired | CertificateError::ExpiredContext { .. } => match leaf {
+        CertificateError::ExpiredContext { not_after, .. } => {
+            format!("certificate expired on {}", rfc3339(unix(not_after)))
+        }
+        CertificateError::Expired => match leaf {
             Some(leaf) if leaf.not_after < now() => {
                 format!("certificate expired on {}", rfc3339(leaf.not_after))
             }
             _ => "a certificate in the chain has expired".to_owned(),
         },
-        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => match leaf {
-            Some(leaf) => format!(
-                "certificate is not valid before {}",
-                rfc3339(leaf.not_before)
-            ),
-            None => "certificate is not valid yet".to_owned(),
-        },
+        CertificateError::NotValidYetContext { not_before, .. } => format!(
+            "certificate is not valid before {}",
+            rfc3339(unix(not_before))
+        ),
+        CertificateError::NotValidYet => "certificate is not valid yet".to_owned(),
         CertificateError::NotValidForNameContext {
             expected,
             presented,
-        } => format!(
-            "certificate is not valid for {} (it names {})",
-            expected.to_str(),
-            if presented.is_empty() {
-                "no host".to_owned()
-            } else {
-                presented.join(", ")
-            }
-        ),
+        } => {
+            let names = match leaf {
+                Some(leaf) => leaf.names.clone(),
+                None => presented.iter().map(|n| unquoted(n)).collect(),
+            };
+            format!(
+                "certificate is not valid for {} (it names {})",
+                expected.to_str(),
+                if names.is_empty() {
+                    "no host".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            )
+        }
         CertificateError::NotValidForName => "certificate is not valid for this host".to_owned(),
         CertificateError::UnknownIssuer => unknown_issuer(chain),
+        // A self-signed certificate whose name matches a trusted one (many systems trust a
+        // `CN=localhost` of their own) fails on the signature rather than the issuer.
+        CertificateError::BadSignature
+        | CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext { .. }
+            if matches!(chain, [leaf] if leaf.self_signed()) =>
+        {
+            unknown_issuer(chain)
+        }
         CertificateError::BadSignature => {
             "certificate signature does not match its issuer's key".to_owned()
+        }
+        CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
+            "certificate signature does not fit the key of the trusted certificate of that name \
+             (self-signed, or from another CA with the same name)"
+                .to_owned()
         }
         CertificateError::Revoked => "certificate has been revoked".to_owned(),
         CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
@@ -156,6 +176,18 @@ fn certificate_problem(error: &CertificateError, chain: &[CertificateInfo]) -> S
             rustls::Error::InvalidCertificate(other.clone())
         ),
     }
+}
+
+/// `DnsName("a.example")` as `a.example`: rustls names presented hosts by their Debug form.
+fn unquoted(name: &str) -> String {
+    match (name.find('"'), name.rfind('"')) {
+        (Some(start), Some(end)) if end > start => name[start + 1..end].to_owned(),
+        _ => name.to_owned(),
+    }
+}
+
+fn unix(time: &rustls::pki_types::UnixTime) -> i64 {
+    i64::try_from(time.as_secs()).unwrap_or(i64::MAX)
 }
 
 fn unknown_issuer(chain: &[CertificateInfo]) -> String {
