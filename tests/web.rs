@@ -389,7 +389,7 @@ fn http_responses_report_redirects_version_headers_and_json() {
     let app = servers::https_app(pki(), Kind::Valid);
     let plain = servers::http_app();
     let ws = workspace();
-    let run = ws.run(&format!(
+    let run = ws.run_with(&format!(
         r#"
 let r = http::get("{redirect}");
 check("redirect followed", || r.status == 200 && r.ok && r.text == "fine" && r.redirects.len() == 1 && r.redirects[0].status == 302 && r.url.ends_with("/good"));
@@ -402,13 +402,28 @@ let stay = http::get("{redirect}", #{{follow_redirects: false}});
 check("redirect kept", || stay.status == 302 && stay.header("location") == "/good" && stay.redirects.len() == 0);
 check("head", || http::head("{good}").status == 200);
 check("not json", || http::get("{good}").json());
+let sent = http::request(#{{method: "PUT", url: "{echo}", query: #{{q: "a b", n: 2}}, json: #{{x: [1], pw: secret("PASSWORD")}}, headers: #{{"X-Custom": "v"}}}}).json();
+check("request sent", || sent.method == "PUT" && sent.query == "n=2&q=a+b" && sent.body == `{{"pw":"pw-9c41e","x":[1]}}` && sent.content_type == "application/json" && sent.custom == "v");
+let text = http::post("{echo}", "plain words").json();
+check("text body", || text.body == "plain words" && text.content_type.starts_with("text/plain"));
 "#,
         redirect = app.url("/redirect"),
         json = plain.url("/json"),
         good = app.url("/good"),
-    ));
+        echo = app.url("/echo"),
+    ), &[], &[("PASSWORD", "pw-9c41e")]);
     assert_code(&run, 1);
+    let put = run
+        .events
+        .iter()
+        .find(|e| e["type"] == "binding_start" && e["name"] == "http::request")
+        .expect("request recorded");
+    assert_eq!(put["args"]["body"]["json"]["pw"], "***", "{put}");
+    assert_eq!(put["args"]["query"]["q"], "a b", "{put}");
+    assert!(!run.transcript.contains("pw-9c41e"));
     for title in [
+        "request sent",
+        "text body",
         "redirect followed",
         "http2 over tls",
         "http1 in the clear",
@@ -460,7 +475,7 @@ fn http_errors_say_what_happened_to_which_host() {
     let ws = workspace();
     std::fs::write(
         ws.path().join("runbook.toml"),
-        "[environments.bare]\ndescription = \"public roots only\"\n",
+        "[environments.bare]\ndescription = \"public roots only\"\n\n[environments.per_host]\nca = { localhost = \"ca.pem\" }\n",
     )
     .expect("config");
     let run = ws.run_with(
@@ -517,6 +532,19 @@ check("not http", || http::get("ftp://example.com/"));
         "`retries` is only for idempotent requests",
     );
     assert_failed_with(&run, "not http", "`ftp:` URLs are not HTTP");
+
+    let per_host = ws.run_with(
+        &format!(
+            "check(\"listed host\", || http::get(\"https://localhost:{port}/good\").ok);\n\
+             check(\"unlisted host\", || http::get(\"https://127.0.0.1:{port}/good\"));",
+            port = valid.port
+        ),
+        &["--env", "per_host"],
+        &[],
+    );
+    assert_code(&per_host, 1);
+    assert_passed(&per_host, "listed host");
+    assert_failed_with(&per_host, "unlisted host", "certificate of 127.0.0.1:");
 }
 
 #[test]
@@ -728,6 +756,31 @@ check("token decoded", || jwt::decode(token));
         "the token was sent: {sent:?}"
     );
     assert!(sent.contains(&format!("Bearer {PLAIN}")));
+}
+
+#[test]
+fn credentials_follow_redirects_only_within_their_origin() {
+    let first = servers::https_app(pki(), Kind::Valid);
+    let second = servers::https_app(pki(), Kind::Valid);
+    let ws = workspace();
+    let run = ws.run_with(
+        &format!(
+            r#"
+let token = secret("TOKEN");
+check("same origin", || http::get("{same}", #{{bearer: token}}).text.starts_with("you sent: Bearer "));
+check("other origin", || http::get("{away}", #{{bearer: token}}).text == "you sent: ");
+"#,
+            same = first.url("/to-echo"),
+            away = first.url(&format!("/away?port={}", second.port)),
+        ),
+        &[],
+        &[("TOKEN", "redirect-token-5d2c")],
+    );
+    assert_code(&run, 0);
+    let first_saw = first.state.authorization.lock().expect("lock").clone();
+    let second_saw = second.state.authorization.lock().expect("lock").clone();
+    assert_eq!(first_saw, vec!["Bearer redirect-token-5d2c".to_owned()]);
+    assert_eq!(second_saw, vec![String::new()]);
 }
 
 fn now() -> i64 {

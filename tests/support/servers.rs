@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -166,6 +166,9 @@ const WEAK_HEADERS: &[(&str, &str)] = &[
 const TRACEBACK: &str = "Traceback (most recent call last):\n  File \"/app/main.py\", line 12, in handler\n    raise KeyError('user')\nKeyError: 'user'\n";
 
 async fn route(req: Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
+    if req.uri().path() == "/echo" {
+        return echo_request(req).await;
+    }
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or_default().to_owned();
     let header = |name: &str| {
@@ -187,6 +190,12 @@ async fn route(req: Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
             r#"{"status":"ok","items":[1,2,3]}"#,
         ),
         "/redirect" => reply(302, &[("location", "/good")], ""),
+        "/to-echo" => reply(302, &[("location", "/echo-auth")], ""),
+        "/away" => {
+            let port = query.strip_prefix("port=").unwrap_or_default();
+            let location = format!("https://127.0.0.1:{port}/echo-auth");
+            reply(302, &[("location", &location)], "")
+        }
         "/echo-auth" => {
             let auth = header("authorization");
             state.authorization.lock().expect("lock").push(auth.clone());
@@ -242,6 +251,36 @@ async fn route(req: Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
         ),
         _ => reply(404, &[], "not found"),
     }
+}
+
+/// The request as JSON: method, query, body and the headers a test asks about.
+async fn echo_request(req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let echoed = serde_json::json!({
+        "method": parts.method.as_str(),
+        "query": parts.uri.query().unwrap_or_default(),
+        "body": String::from_utf8_lossy(&body),
+        "content_type": header("content-type"),
+        "custom": header("x-custom"),
+    });
+    reply(
+        200,
+        &[("content-type", "application/json")],
+        echoed.to_string(),
+    )
 }
 
 fn limited(seen: &AtomicU32, retry_after: Option<&str>) -> Response<Full<Bytes>> {

@@ -168,8 +168,15 @@ async fn exchange(client: &reqwest::Client, spec: &RequestSpec) -> Result<HttpRe
                     spec::shown_url(&url)
                 )));
             }
+            tracing::debug!(
+                from = %spec::shown_url(&url),
+                to = %spec::shown_url(&next),
+                status = status.as_u16(),
+                "following a redirect"
+            );
             redirects.push((status.as_u16(), spec::shown_url(&url)));
             if next.origin() != url.origin() {
+                // Credentials were given for one origin; a redirect must not carry them to another.
                 headers.retain(|h| !h.value.secret);
             }
             if status == StatusCode::SEE_OTHER

@@ -195,8 +195,18 @@ fn fan_out(family: &mut Family, ctx: &Arc<RunContext>, clients: &Arc<Clients>) {
     );
 }
 
-fn failed_before_sending(name: &str, message: impl std::fmt::Display) -> Box<EvalAltResult> {
-    format!("{name}: {message}").into()
+/// An error found before anything was sent: `name on target: message`, masked.
+fn refused(s: &Shared, name: &str, target: Option<&str>, message: &str) -> Box<EvalAltResult> {
+    let text = match target {
+        Some(target) => format!("{name} on {}: {message}", shown_target(target)),
+        None => format!("{name}: {message}"),
+    };
+    s.ctx.masker.mask(&text).into()
+}
+
+/// A URL as messages may show it: without credentials or query when it parses.
+fn shown_target(url: &str) -> String {
+    reqwest::Url::parse(url).map_or_else(|_| url.to_owned(), |u| spec::shown_url(&u))
 }
 
 fn perform(
@@ -206,8 +216,11 @@ fn perform(
     url: Option<&str>,
     options: &Map,
 ) -> Outcome<HttpResponse> {
+    let target = url
+        .map(str::to_owned)
+        .or_else(|| options.get("url").map(|u| u.to_string()));
     let spec = spec::parse(&s.ctx, method, url, options)
-        .map_err(|message| failed_before_sending(name, s.ctx.masker.mask(&message)))?;
+        .map_err(|message| refused(s, name, target.as_deref(), &message))?;
     run(s, name, spec)
 }
 
@@ -231,7 +244,7 @@ fn planned_response(spec: &RequestSpec) -> HttpResponse {
 
 fn post(s: &Shared, url: &str, body: &Dynamic, options: &Map) -> Outcome<HttpResponse> {
     let mut spec = spec::parse(&s.ctx, Some("POST"), Some(url), options)
-        .map_err(|message| failed_before_sending("http::post", s.ctx.masker.mask(&message)))?;
+        .map_err(|message| refused(s, "http::post", Some(url), &message))?;
     spec::body(&mut spec, body);
     run(s, "http::post", spec)
 }
@@ -252,7 +265,7 @@ fn preflight(s: &Shared, url: &str, origin: &str, mut options: Map) -> Outcome<H
                 None => h.to_string(),
             });
     let mut spec = spec::parse(&s.ctx, Some("OPTIONS"), Some(url), &options)
-        .map_err(|message| failed_before_sending("http::preflight", s.ctx.masker.mask(&message)))?;
+        .map_err(|message| refused(s, "http::preflight", Some(url), &message))?;
     spec.effect = Effect::Read;
     let mut add = |name: &str, value: String| {
         spec.headers.push(options::Header {
@@ -294,14 +307,11 @@ fn fan_out_options(options: &mut Map) -> Result<FanOut, String> {
 fn get_all(s: &Shared, requests: Array, options: &Map) -> Outcome<Array> {
     let name = "http::get_all";
     let mut shared = options.clone();
-    let fan = fan_out_options(&mut shared).map_err(|m| failed_before_sending(name, m))?;
+    let fan = fan_out_options(&mut shared).map_err(|m| refused(s, name, None, &m))?;
     let mut specs = Vec::with_capacity(requests.len());
     for (index, item) in requests.iter().enumerate() {
         let spec = item_spec(s, item, &shared).map_err(|message| {
-            failed_before_sending(
-                name,
-                format!("request {}: {}", index + 1, s.ctx.masker.mask(&message)),
-            )
+            refused(s, name, None, &format!("request {}: {message}", index + 1))
         })?;
         specs.push(spec);
     }

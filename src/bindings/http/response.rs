@@ -138,7 +138,7 @@ fn getters(family: &mut Family) {
                 concat!("get$", $name),
                 None,
                 &["response: &mut HttpResponse", $ty],
-                &[$doc],
+                &[concat!("`response.", $name, "` (a property): ", $doc)],
                 $f,
             );
         };
