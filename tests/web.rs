@@ -151,6 +151,49 @@ fn cors_allows_configured_origins_and_refuses_foreign_ones() {
 }
 
 #[test]
+fn protected_endpoints_must_refuse_missing_malformed_and_unsigned_tokens() {
+    let app = servers::https_app(pki(), Kind::Valid);
+    let ws = workspace();
+    let script = |path: &str| {
+        format!(
+            "import \"web\" as web;\ncheck(\"Authentication\", || web::auth_required(\"{}\", #{{token: secret(\"SESSION\")}}));",
+            app.url(path)
+        )
+    };
+    let env = [("SESSION", "valid-session-token")];
+    let good = ws.run_with(&script("/protected"), &[], &env);
+    assert_code(&good, 0);
+    assert_passed(&good, "Authentication");
+
+    let bad = ws.run_with(&script("/careless"), &[], &env);
+    assert_code(&bad, 1);
+    assert_failed_with(
+        &bad,
+        "Authentication",
+        "answered 200 to a request with a malformed token",
+    );
+    assert_failed_with(
+        &bad,
+        "Authentication",
+        "answered 200 to a request with an unsigned (alg: none) token",
+    );
+    assert_eq!(
+        bad.findings("Authentication").len(),
+        2,
+        "{:?}",
+        bad.findings("Authentication")
+    );
+
+    let open = ws.run_with(&script("/open"), &[], &env);
+    assert_code(&open, 1);
+    assert_failed_with(
+        &open,
+        "Authentication",
+        "answered 200 to a request with no credentials",
+    );
+}
+
+#[test]
 fn rate_limit_check_needs_429_with_retry_after() {
     let app = servers::https_app(pki(), Kind::Valid);
     let ws = workspace();

@@ -208,6 +208,15 @@ async fn route(req: Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
         "/limited" => limited(&state.limited, Some("30")),
         "/limited-bare" => limited(&state.bare, None),
         "/open" => reply(200, &[], "open"),
+        "/protected" => match header("authorization").as_str() {
+            "Bearer valid-session-token" => reply(200, &[], "welcome"),
+            "" => reply(401, &[("www-authenticate", "Bearer")], "log in"),
+            _ => reply(403, &[], "bad token"),
+        },
+        "/careless" => match header("authorization").as_str() {
+            "" => reply(401, &[("www-authenticate", "Bearer")], "log in"),
+            _ => reply(200, &[], "any token will do"),
+        },
         "/flaky" => match state.flaky.fetch_add(1, Ordering::SeqCst) {
             0 | 1 => reply(503, &[], "warming up"),
             _ => reply(200, &[], "ready"),
