@@ -8,17 +8,26 @@ use crate::engine::context::RunContext;
 
 pub mod alert;
 pub mod aws;
+pub mod http;
+pub mod jwt;
+pub mod options;
 pub mod secret;
 pub mod secrets;
 pub mod secure_http;
 pub mod settings;
 pub mod shell;
+pub mod tls;
 pub mod vault;
+pub mod ws;
 
 /// Every binding family, in the order `runbook docs` lists them.
 pub fn families(ctx: &Arc<RunContext>) -> Vec<Family> {
     vec![
         shell::family(ctx),
+        http::family(ctx),
+        tls::family(ctx),
+        ws::family(ctx),
+        jwt::family(ctx),
         secrets::family(ctx),
         vault::family(ctx),
         aws::family(ctx),
