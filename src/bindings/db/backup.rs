@@ -21,6 +21,13 @@ use crate::engine::binding::{Call, Failure, Family};
 use crate::engine::context::RunContext;
 use crate::transcript::event::Effect;
 
+/// What must be escaped in a path inside an SQLite URI.
+const URI_PATH: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'#')
+    .add(b'?')
+    .add(b'%');
+
 /// The first of `names` found on PATH.
 fn find_tool(names: &[&str], package: &'static str) -> Result<PathBuf, DbError> {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -196,7 +203,10 @@ async fn dump(endpoint: &Endpoint, pool: &Pool, path: &Path) -> Result<(), DbErr
             tool.run(&[], None).await
         }
         Driver::Sqlite => {
-            let quoted = file.replace('\'', "''");
+            // As a URI with its own mode: a plain path would inherit an in-memory source's
+            // mode and write the copy to memory.
+            let uri = percent_encoding::utf8_percent_encode(&file, URI_PATH).to_string();
+            let quoted = format!("file:{uri}?mode=rwc").replace('\'', "''");
             let sql = format!("VACUUM INTO '{quoted}'");
             execute(Runner::Pool(pool.clone()), sql, Vec::new())
                 .await
@@ -253,13 +263,34 @@ async fn load(
     }
 }
 
+/// A path from a script: relative ones are taken from the runbook's folder.
 fn resolve(ctx: &RunContext, path: &str) -> PathBuf {
     let path = PathBuf::from(path);
-    if path.is_relative() {
+    let full = if path.is_relative() {
         ctx.runbook_dir.join(path)
     } else {
         path
+    };
+    full.components().collect()
+}
+
+/// Whether `name` matches `pattern`, where `*` stands for any run of characters.
+fn matches(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let (first, rest) = parts.split_first().unwrap_or((&"", &[]));
+    let Some(mut remaining) = name.strip_prefix(first) else {
+        return false;
+    };
+    let Some((last, middle)) = rest.split_last() else {
+        return remaining.is_empty();
+    };
+    for part in middle {
+        match remaining.find(part) {
+            Some(at) => remaining = &remaining[at + part.len()..],
+            None => return false,
+        }
     }
+    remaining.len() >= last.len() && remaining.ends_with(last)
 }
 
 fn file_size(path: &Path) -> i64 {
@@ -425,9 +456,12 @@ fn compare(source: &[(String, i64)], restored: &[(String, i64)]) -> (i64, i64, A
 /// Opens a pool on the scratch copy.
 async fn scratch_pool(endpoint: &Endpoint, name: &str, file: &Path) -> Result<Database, DbError> {
     let mut scratch = endpoint.with_database(name);
-    if let Options::Sqlite { options, .. } = &scratch.options {
+    if let Options::Sqlite { .. } = &scratch.options {
+        // Fresh options: the source's may describe an in-memory database.
         scratch.options = Options::Sqlite {
-            options: options.clone().filename(file).read_only(true),
+            options: sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(file)
+                .read_only(true),
             in_memory: false,
         };
     }
@@ -551,8 +585,8 @@ fn backup_restore_test(
         })
 }
 
-/// Backup files in `dir`, newest first.
-fn backup_files(dir: &Path, now: SystemTime) -> Result<Array, DbError> {
+/// Backup files in `dir` whose names match `pattern`, newest first.
+fn backup_files(dir: &Path, pattern: &str, now: SystemTime) -> Result<Array, DbError> {
     let entries = std::fs::read_dir(dir).map_err(|source| DbError::File {
         what: "cannot list",
         path: dir.display().to_string(),
@@ -561,7 +595,8 @@ fn backup_files(dir: &Path, now: SystemTime) -> Result<Array, DbError> {
     let mut files: Vec<(SystemTime, Map)> = Vec::new();
     for entry in entries.filter_map(Result::ok) {
         let Ok(meta) = entry.metadata() else { continue };
-        if !meta.is_file() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !meta.is_file() || !matches(pattern, &name) {
             continue;
         }
         let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
@@ -589,6 +624,23 @@ fn backup_files(dir: &Path, now: SystemTime) -> Result<Array, DbError> {
     }
     files.sort_by(|a, b| b.0.cmp(&a.0));
     Ok(files.into_iter().map(|(_, m)| Dynamic::from(m)).collect())
+}
+
+fn list_backups(
+    ctx: &Arc<RunContext>,
+    call: &NativeCallContext,
+    dir: &str,
+    pattern: &str,
+) -> Outcome<Array> {
+    let dir = resolve(ctx, dir);
+    let pattern = pattern.to_owned();
+    let shown = dir.display().to_string();
+    let listed = Call::new(ctx, "db::backup_files", Effect::Read, shown)
+        .args(json!({ "pattern": pattern }))
+        .run(Array::new, async move {
+            backup_files(&dir, &pattern, SystemTime::now()).map_err(Failure::from)
+        });
+    at(call, listed)
 }
 
 pub fn register(family: &mut Family, ctx: &Arc<RunContext>, pools: &Pools) {
@@ -668,14 +720,45 @@ pub fn register(family: &mut Family, ctx: &Arc<RunContext>, pools: &Pools) {
             "let newest = db::backup_files(\"/var/backups/elson\")[0];",
             "```",
         ],
-        move |call: NativeCallContext, dir: &str| -> Outcome<Array> {
-            let dir = resolve(&c, dir);
-            let shown = dir.display().to_string();
-            let listed = Call::new(&c, "db::backup_files", Effect::Read, shown).run(
-                Array::new,
-                async move { backup_files(&dir, SystemTime::now()).map_err(Failure::from) },
-            );
-            at(&call, listed)
+        move |call: NativeCallContext, dir: &str| list_backups(&c, &call, dir, "*"),
+    );
+    let c = ctx.clone();
+    family.function(
+        "backup_files",
+        Some(Effect::Read),
+        &["dir: &str", "pattern: &str", "Array"],
+        &[
+            "`backup_files` for the names that match `pattern`, where `*` stands for any characters.",
+            "",
+            "```rhai",
+            "let dumps = db::backup_files(\"/var/backups/elson\", \"elson-*.dump\");",
+            "```",
+        ],
+        move |call: NativeCallContext, dir: &str, pattern: &str| {
+            list_backups(&c, &call, dir, pattern)
         },
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_patterns_match_like_a_shell() {
+        assert!(matches("*", "anything.dump"));
+        assert!(matches("elson-*.dump", "elson-2024-01-01.dump"));
+        assert!(!matches("elson-*.dump", "elson-2024-01-01.sql"));
+        assert!(matches("a*b*c", "a-x-b-y-c"));
+        assert!(!matches("a*b*c", "a-x-c"));
+        assert!(matches("exact.sql", "exact.sql"));
+        assert!(!matches("exact.sql", "exact.sql.gz"));
+    }
+
+    #[test]
+    fn scratch_names_are_plain_identifiers() {
+        let name = scratch_name("Elson-Prod.DB");
+        assert!(name.starts_with("elson_prod_db_restore_check_"), "{name}");
+        assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    }
 }

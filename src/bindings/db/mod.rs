@@ -181,6 +181,7 @@ pub(crate) fn open(
     }
     let planned_endpoint = endpoint.clone();
     let planned_settings = settings.clone();
+    let asked = settings.clone();
     let runtime = ctx.runtime.clone();
     let database = Call::new(ctx, "db::connect", Effect::Read, endpoint.target.clone())
         .args(json!({ "options": to_json(&Dynamic::from(options.clone())) }))
@@ -189,7 +190,7 @@ pub(crate) fn open(
             async move { pool::open(endpoint, settings).await.map_err(Failure::from) },
         )?;
     if !ctx.is_plan() {
-        pools.put(url, database.clone());
+        pools.put(url, &asked, database.clone());
     }
     Ok(database)
 }

@@ -130,8 +130,10 @@ impl Pools {
             .cloned()
     }
 
-    pub fn put(&self, url: &str, database: Database) {
-        let key = Self::key(url, &database.settings);
+    /// Keeps `database` under the settings it was asked for (an in-memory SQLite database
+    /// adjusts its own).
+    pub fn put(&self, url: &str, asked: &Settings, database: Database) {
+        let key = Self::key(url, asked);
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         open.insert(key, database);
     }
