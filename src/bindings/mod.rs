@@ -7,10 +7,11 @@ use crate::engine::binding::Family;
 use crate::engine::context::RunContext;
 
 pub mod db;
+pub mod redis;
 pub mod secret;
 pub mod shell;
 
 /// Every binding family, in the order `runbook docs` lists them.
 pub fn families(ctx: &Arc<RunContext>) -> Vec<Family> {
-    vec![shell::family(ctx), db::family(ctx)]
+    vec![shell::family(ctx), db::family(ctx), redis::family(ctx)]
 }
