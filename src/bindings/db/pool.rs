@@ -155,11 +155,11 @@ pub async fn open(endpoint: Endpoint, mut settings: Settings) -> Result<Database
     let pool = match &endpoint.options {
         Options::Postgres(o) => {
             probe::<sqlx::PgConnection>(o, limit).await?;
-            Pool::Postgres(options(&settings).connect_lazy_with(o.clone()))
+            Pool::Postgres(warm(options(&settings), o).await?)
         }
         Options::MySql(o) => {
             probe::<sqlx::MySqlConnection>(o, limit).await?;
-            Pool::MySql(options(&settings).connect_lazy_with(o.clone()))
+            Pool::MySql(warm(options(&settings), o).await?)
         }
         Options::Sqlite {
             options: o,
@@ -187,6 +187,19 @@ pub async fn open(endpoint: Endpoint, mut settings: Settings) -> Result<Database
         endpoint: Arc::new(endpoint),
         settings,
     })
+}
+
+/// A pool with one connection open, so the first call does not pay for connecting.
+async fn warm<DB: sqlx::Database>(
+    pool_options: PoolOptions<DB>,
+    options: &<DB::Connection as sqlx::Connection>::Options,
+) -> Result<sqlx::Pool<DB>, DbError> {
+    pool_options
+        .connect_with(options.clone())
+        .await
+        .map_err(|source| DbError::ConnectFailed {
+            source: source.into(),
+        })
 }
 
 async fn probe<C: sqlx::Connection>(

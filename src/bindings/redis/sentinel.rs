@@ -111,6 +111,19 @@ pub fn register(family: &mut Family, ctx: &Arc<RunContext>, open_ones: &Connecti
             )
         },
     );
+    family.method(
+        "target",
+        None,
+        &["sentinel: &mut Sentinel", "String"],
+        &[
+            "The sentinel as output shows it (no password).",
+            "",
+            "```rhai",
+            "log(s.target());",
+            "```",
+        ],
+        |s: &mut Sentinel| s.0.target.to_string(),
+    );
     let c = ctx.clone();
     family.method(
         "ping",
