@@ -258,11 +258,25 @@ fn mysql_value(row: &MySqlRow, i: usize, type_name: &str) -> Result<Dynamic, sql
         "DATE" => text(row.try_get_unchecked::<NaiveDate, _>(i)?),
         "TIME" => text(row.try_get_unchecked::<NaiveTime, _>(i)?),
         "YEAR" => i64::from(row.try_get_unchecked::<u16, _>(i)?).into(),
+        "BINARY" | "VARBINARY" | "TINYBLOB" | "BLOB" | "MEDIUMBLOB" | "LONGBLOB"
+            if !binary_collation(row, i) =>
+        {
+            row.try_get_unchecked::<String, _>(i)?.into()
+        }
         "BINARY" | "VARBINARY" | "TINYBLOB" | "BLOB" | "MEDIUMBLOB" | "LONGBLOB" | "BIT"
         | "GEOMETRY" | "VECTOR" => Dynamic::from_blob(row.try_get_unchecked::<Vec<u8>, _>(i)?),
         "NULL" => Dynamic::UNIT,
         _ => row.try_get_unchecked::<String, _>(i)?.into(),
     })
+}
+
+/// Whether a column holds bytes rather than text. sqlx names a text column with a binary
+/// collation (`utf8mb4_bin`, which MariaDB uses for JSON) as BLOB or VARBINARY, because the
+/// server flags it BINARY, and keeps the collation itself private; its Debug form shows it,
+/// and only collation 63 (`binary`) means bytes.
+fn binary_collation(row: &MySqlRow, i: usize) -> bool {
+    let info = format!("{:?}", row.columns()[i].type_info());
+    !info.contains("collation: Collation(") || info.contains("collation: Collation(63)")
 }
 
 impl RowMap for SqliteRow {
