@@ -622,7 +622,7 @@ fn backup_files(dir: &Path, pattern: &str, now: SystemTime) -> Result<Array, DbE
         map.insert("age_hours".into(), age.into());
         files.push((modified, map));
     }
-    files.sort_by(|a, b| b.0.cmp(&a.0));
+    files.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
     Ok(files.into_iter().map(|(_, m)| Dynamic::from(m)).collect())
 }
 

@@ -321,15 +321,13 @@ async fn timings(pool: &Pool, explain: &Explain) -> Result<Vec<f64>, DbError> {
     let mut times = Vec::with_capacity(explain.runs);
     for _ in 0..explain.runs {
         let started = Instant::now();
-        let done = fetch(
+        // On an error the transaction is dropped, which rolls it back.
+        fetch(
             Runner::Tx(tx.clone()),
             explain.sql.clone(),
             explain.params.clone(),
         )
-        .await;
-        if let Err(err) = done {
-            return Err(err);
-        }
+        .await?;
         times.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     if let Some(open) = tx.lock().await.take() {
