@@ -297,6 +297,29 @@ fn file_size(path: &Path) -> i64 {
     std::fs::metadata(path).map_or(0, |m| m.len() as i64)
 }
 
+/// What a backup or restore returns on a dry run: the same fields, marked as planned.
+fn planned_file() -> Map {
+    let mut map = Map::new();
+    map.insert("path".into(), "".into());
+    map.insert("bytes".into(), 0_i64.into());
+    map.insert("duration_ms".into(), 0_i64.into());
+    map.insert("planned".into(), true.into());
+    map
+}
+
+/// What the restore drill returns on a dry run: nothing was compared.
+fn planned_drill() -> Map {
+    let mut map = Map::new();
+    map.insert("ok".into(), true.into());
+    for key in ["tables", "rows", "dump_bytes", "duration_ms"] {
+        map.insert(key.into(), 0_i64.into());
+    }
+    map.insert("mismatches".into(), Array::new().into());
+    map.insert("scratch".into(), "".into());
+    map.insert("planned".into(), true.into());
+    map
+}
+
 fn backup(ctx: &Arc<RunContext>, pools: &Pools, url: &Dynamic, path: &str) -> Outcome<Map> {
     let (text, endpoint) = parse_url(ctx, "db::backup", url)?;
     let database = open(
@@ -311,7 +334,7 @@ fn backup(ctx: &Arc<RunContext>, pools: &Pools, url: &Dynamic, path: &str) -> Ou
     let shown = file.display().to_string();
     Call::new(ctx, "db::backup", Effect::Mutate, database.target())
         .args(json!({ "path": shown }))
-        .run(Map::new, async move {
+        .run(planned_file, async move {
             let started = Instant::now();
             dump(&database.endpoint, &database.pool, &file).await?;
             let mut map = Map::new();
@@ -331,7 +354,7 @@ fn restore(ctx: &Arc<RunContext>, url: &Dynamic, path: &str) -> Outcome<Map> {
     let shown = file.display().to_string();
     Call::new(ctx, "db::restore", Effect::Mutate, endpoint.target.clone())
         .args(json!({ "path": shown }))
-        .run(Map::new, async move {
+        .run(planned_file, async move {
             let started = Instant::now();
             let database = database_of(&endpoint);
             load(&endpoint, &database, &file, false).await?;
@@ -580,7 +603,7 @@ fn backup_restore_test(
     let dir = parsed.dir.display().to_string();
     Call::new(ctx, "db::backup_restore_test", Effect::Mutate, target)
         .args(json!({ "dir": dir, "keep_dump": parsed.keep_dump }))
-        .run(Map::new, async move {
+        .run(planned_drill, async move {
             drill(database, parsed).await.map_err(Failure::from)
         })
 }
