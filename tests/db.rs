@@ -952,3 +952,159 @@ fn plans_list_database_steps_without_connecting() {
     );
     assert!(!screen.contains("Plan-Pass-3"));
 }
+
+/// A MariaDB primary and replica of the test's own, on free ports, killed on drop.
+struct MyPair {
+    _dir: tempfile::TempDir,
+    servers: Vec<std::process::Child>,
+    ports: [u16; 2],
+}
+
+fn mariadb_at(port: u16, sql: &str) -> Result<String, String> {
+    let out = Command::new("mariadb")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &port.to_string(),
+            "-uroot",
+            "-N",
+            "-B",
+            "-e",
+            sql,
+        ])
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+impl MyPair {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Command::new("chown")
+            .arg("mysql")
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        let ports = [free_port(), free_port()];
+        let mut servers = Vec::new();
+        for (index, port) in ports.iter().enumerate() {
+            let data = dir.path().join(format!("data{index}"));
+            let installed = Command::new("mariadb-install-db")
+                .arg(format!("--datadir={}", data.display()))
+                .args([
+                    "--user=mysql",
+                    "--auth-root-authentication-method=normal",
+                    "--skip-test-db",
+                ])
+                .output()
+                .unwrap();
+            assert!(
+                installed.status.success(),
+                "{}",
+                String::from_utf8_lossy(&installed.stderr)
+            );
+            let server = Command::new("mariadbd")
+                .arg("--no-defaults")
+                .arg(format!("--datadir={}", data.display()))
+                .arg(format!("--socket={}/sock{index}", dir.path().display()))
+                .arg(format!("--pid-file={}/pid{index}", dir.path().display()))
+                .args([
+                    format!("--port={port}"),
+                    format!("--server-id={}", index + 1),
+                ])
+                .args([
+                    "--user=mysql",
+                    "--bind-address=127.0.0.1",
+                    "--log-bin=binlog",
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            servers.push(server);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while mariadb_at(*port, "select 1").is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "mariadbd did not start on {port}"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        let follow = format!(
+            "change master to master_host='127.0.0.1', master_port={}, master_user='root', master_password='', master_use_gtid=no; start slave",
+            ports[0]
+        );
+        mariadb_at(ports[1], &follow).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !mariadb_at(ports[1], "show slave status")
+            .unwrap_or_default()
+            .contains("Yes\tYes")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the MariaDB replica never started"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self {
+            _dir: dir,
+            servers,
+            ports,
+        }
+    }
+
+    fn url(&self, index: usize) -> String {
+        format!("mysql://root@127.0.0.1:{}/mysql", self.ports[index])
+    }
+}
+
+impl Drop for MyPair {
+    fn drop(&mut self) {
+        for server in &mut self.servers {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+    }
+}
+
+#[test]
+fn mariadb_replication_streams_and_stops() {
+    let pair = MyPair::start();
+    let script = format!(
+        r#"
+        import "data" as data;
+        check("primary", || data::replication_streaming("{p}", 5));
+        check("replica", || data::replication_streaming("{r}", 5));
+        step("replica status", || db::connect("{r}").replication());
+        "#,
+        p = pair.url(0),
+        r = pair.url(1)
+    );
+    let (_dir, out) = run(&script, &[]);
+    assert_eq!(out.code, 0, "{}", out.screen);
+    let status = &out.step("replica status")["value"];
+    assert_eq!(status["role"], "replica");
+    assert_eq!(status["state"], "streaming");
+    assert_eq!(
+        status["primary"],
+        format!("127.0.0.1:{}", pair.ports[0]).as_str()
+    );
+
+    mariadb_at(pair.ports[1], "stop slave").unwrap();
+    let (_dir, out) = run(&script, &[]);
+    assert_eq!(out.code, 1, "{}", out.screen);
+    let findings = out.findings("replica");
+    assert_eq!(
+        findings[0],
+        format!(
+            "this replica is not streaming from 127.0.0.1:{} (state: stopped)",
+            pair.ports[0]
+        )
+    );
+}
