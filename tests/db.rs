@@ -272,8 +272,10 @@ fn mariadb_and_sqlite_rows_keep_their_types() {
     let script = format!(
         r#"
         let my = db::connect("{url}");
-        step("mysql", || my.query_one("select * from t where i = ?", [7]));
         let lite = db::connect("sqlite::memory:");
+        step("mysql", || my.query_one("select * from t where i = ?", [7]));
+        step("mysql plan", || my.explain("select * from t where i = ?", #{{params: [7]}}));
+        step("versions", || [my.server_version(), lite.server_version()]);
         step("sqlite", || {{
             lite.execute("create table t (i integer, r real, s text, b boolean, x blob, n text)");
             lite.execute("insert into t values (?, ?, ?, ?, ?, ?)", [3, 1.5, "y", true, blob(2, 7), ()]);
@@ -305,6 +307,16 @@ fn mariadb_and_sqlite_rows_keep_their_types() {
     assert_eq!(row["x"], "<2 bytes>");
     assert_eq!(row["n"], Value::Null);
     assert_eq!(out.step("sqlite keeps its data")["value"], 1);
+    assert_eq!(out.step("mysql plan")["value"]["rows"], 1.0);
+    let versions = &out.step("versions")["value"];
+    assert!(
+        versions[0].as_str().unwrap().contains("MariaDB"),
+        "{versions}"
+    );
+    assert!(
+        versions[1].as_str().unwrap().starts_with("3."),
+        "{versions}"
+    );
 }
 
 #[test]

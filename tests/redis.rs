@@ -377,7 +377,11 @@ fn sentinel_checks_fail_without_quorum_or_replica_and_pass_when_healthy() {
         step("replicas", || s.replicas("elson"));
         step("sentinels", || s.sentinels("elson"));
         step("quorum", || s.ckquorum("elson"));
+        step("replica role", || redis::connect("{replica}").role());
+        step("primary role", || redis::connect("{primary}").role());
         "#,
+        replica = healthy._replica.url(),
+        primary = healthy._master.url(),
         alone = alone.url(),
         urls = healthy.urls(),
         first = healthy.sentinels[0].url()
@@ -413,6 +417,12 @@ fn sentinel_checks_fail_without_quorum_or_replica_and_pass_when_healthy() {
     );
     assert_eq!(out.step("sentinels")["value"].as_array().unwrap().len(), 2);
     assert_eq!(out.step("quorum")["value"]["ok"], true);
+    let role = &out.step("replica role")["value"];
+    assert_eq!(role["role"], "replica");
+    assert_eq!(role["master"], primary.as_str());
+    assert_eq!(role["state"], "connected");
+    let role = &out.step("primary role")["value"];
+    assert_eq!(role["replicas"][0]["address"], replica.as_str());
     drop(lonely);
 }
 

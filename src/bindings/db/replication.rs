@@ -300,7 +300,15 @@ async fn plan(pool: &Pool, explain: &Explain) -> Result<Map, DbError> {
                 .as_str()
                 .and_then(|c| c.parse().ok())
                 .or_else(|| block["cost"].as_f64());
-            (json, cost, None)
+            // MariaDB gives no cost before 11.0, but every plan names its tables' row estimates.
+            let table = match block["nested_loop"][0]["table"].is_object() {
+                true => &block["nested_loop"][0]["table"],
+                false => &block["table"],
+            };
+            let rows = table["rows"]
+                .as_f64()
+                .or_else(|| table["rows_examined_per_scan"].as_f64());
+            (json, cost, rows)
         }
         Pool::Sqlite(_) => {
             let steps = found
