@@ -10,7 +10,9 @@ pub mod alert;
 pub mod aws;
 pub mod http;
 pub mod jwt;
+pub mod db;
 pub mod options;
+pub mod redis;
 pub mod secret;
 pub mod secrets;
 pub mod secure_http;
@@ -28,6 +30,8 @@ pub fn families(ctx: &Arc<RunContext>) -> Vec<Family> {
         tls::family(ctx),
         ws::family(ctx),
         jwt::family(ctx),
+        db::family(ctx),
+        redis::family(ctx),
         secrets::family(ctx),
         vault::family(ctx),
         aws::family(ctx),
