@@ -13,6 +13,7 @@ pub fn resolve(ctx: &RunContext, reference: &str) -> Result<Secret, Failure> {
     let value = match reference.split_once(':') {
         Some(("env", name)) => from_env(name)?,
         Some(("file", path)) => from_file(&file_path(ctx, path))?,
+        Some(("k8s", rest)) => super::k8s::secret_value(ctx, rest)?,
         Some((scheme, _)) if !scheme.contains('/') => {
             return Err(Failure::new(format!(
                 "no secret source `{scheme}` (known: env, file)"

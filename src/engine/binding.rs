@@ -355,13 +355,10 @@ mod tests {
         let ctx = dry_run_context(dir.path());
         let ran = AtomicBool::new(false);
         let value = Call::new(&ctx, "test::change", Effect::Mutate, "thing")
-            .run(
-                || "planned",
-                async {
-                    ran.store(true, Ordering::SeqCst);
-                    Ok("done")
-                },
-            )
+            .run(|| "planned", async {
+                ran.store(true, Ordering::SeqCst);
+                Ok("done")
+            })
             .unwrap();
         assert_eq!(value, "planned");
         assert!(!ran.load(Ordering::SeqCst));

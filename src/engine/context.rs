@@ -159,7 +159,10 @@ impl RunContext {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         let key = TypeId::of::<T>();
-        if let Some(value) = shared.get(&key).and_then(|v| v.clone().downcast::<T>().ok()) {
+        if let Some(value) = shared
+            .get(&key)
+            .and_then(|v| v.clone().downcast::<T>().ok())
+        {
             return value;
         }
         let value = Arc::new(init());
