@@ -239,6 +239,9 @@ fn create_secret_stores_values_the_transcript_never_shows() {
         r#"
         let made = k8s::create_secret("elson", "payments", #{STRIPE_KEY: "sk_test_not_a_real_key_123", WEBHOOK: "whsec_not_real_456"});
         print(made);
+        let key = secret("k8s:elson/backend-secrets#SECRET_KEY");
+        k8s::apply(#{apiVersion: "v1", kind: "Secret", metadata: #{name: "copy", namespace: "elson"},
+            data: #{SECRET_KEY: key}});
         "#,
         &[],
     );
@@ -254,10 +257,15 @@ fn create_secret_stores_values_the_transcript_never_shows() {
         secret["data"]["STRIPE_KEY"],
         "c2tfdGVzdF9ub3RfYV9yZWFsX2tleV8xMjM="
     );
+    let original = emulator.get("/api/v1/namespaces/elson/secrets/backend-secrets");
+    let copy = emulator.get("/api/v1/namespaces/elson/secrets/copy");
+    assert_eq!(copy["data"]["SECRET_KEY"], original["data"]["SECRET_KEY"]);
     for leak in [
         "sk_test_not_a_real_key_123",
         "c2tfdGVzdF9ub3RfYV9yZWFsX2tleV8xMjM=",
         "whsec_not_real_456",
+        "fake-secret-key-for-tests-only-0000000000",
+        "ZmFrZS1zZWNyZXQta2V5LWZvci10ZXN0cy1vbmx5LTAwMDAwMDAwMDA=",
     ] {
         assert!(!run.transcript.contains(leak), "{leak} leaked");
     }
@@ -653,6 +661,26 @@ fn errors_name_the_context_and_the_api_server_that_failed() {
     assert!(message.contains(&expected), "{message}");
     assert!(message.contains("Connection refused"), "{message}");
     assert!(!run.stderr.contains("kube_client"), "{}", run.stderr);
+}
+
+#[test]
+fn without_a_kubeconfig_or_a_cluster_the_error_says_where_it_looked() {
+    let emulator = Emulator::start();
+    std::fs::remove_file(&emulator.kubeconfig).unwrap();
+    let run = run(&emulator, r#"k8s::pods("elson", "");"#, &[]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains(
+            "k8s::pods on all pods in elson: no kubeconfig (KUBECONFIG or ~/.kube/config) and not running inside a cluster"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("caused by: failed to read kubeconfig"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

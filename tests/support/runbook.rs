@@ -78,6 +78,7 @@ fn command(emulator: &Emulator, script: &str, extra: &[&str]) -> (Command, PathB
             Path::new(env!("CARGO_MANIFEST_DIR")).join("stdlib"),
         )
         .env_remove("RUST_LOG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
         .arg("run")
         .arg(&file)
         .arg("--no-progress")

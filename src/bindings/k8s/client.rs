@@ -80,18 +80,26 @@ impl Cluster {
 }
 
 impl Connection {
+    /// The error for a replace written with the resourceVersion it read: a 409 there means
+    /// someone else changed the object in between.
+    pub fn fail_replace(&self, action: impl Into<String>, error: kube::Error) -> K8sError {
+        match error {
+            kube::Error::Api(status) if status.code == 409 && status.reason == "Conflict" => {
+                K8sError::Conflict {
+                    action: action.into(),
+                    context: self.context.clone(),
+                    server: self.server.clone(),
+                }
+            }
+            other => self.fail(action, other),
+        }
+    }
+
     /// The error for a request that failed: the server's refusal, or no answer at all.
     pub fn fail(&self, action: impl Into<String>, error: kube::Error) -> K8sError {
         let action = action.into();
         let (context, server) = (self.context.clone(), self.server.clone());
         match error {
-            kube::Error::Api(status) if status.code == 409 && status.reason == "Conflict" => {
-                K8sError::Conflict {
-                    action,
-                    context,
-                    server,
-                }
-            }
             kube::Error::Api(status) => K8sError::Refused {
                 action,
                 reason: if status.reason.is_empty() {

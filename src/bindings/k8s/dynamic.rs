@@ -14,7 +14,7 @@ use super::options::{Options, Outcome, usage};
 use super::{K8s, namespace_or_default};
 use crate::engine::binding::{Failure, Family};
 use crate::engine::convert::to_json;
-use crate::secret::{MASK, Secret};
+use crate::secret::Secret;
 use crate::transcript::event::Effect;
 
 /// The field manager of every write, as the API server records it.
@@ -300,10 +300,12 @@ fn identity(binding: &str, object: &Value) -> Outcome<Identity> {
 fn apply(k8s: &K8s, object: Map, options: &Map) -> Outcome<Map> {
     let options = Options::new("k8s::apply", options, &["force"])?;
     let force = options.bool("force")?.unwrap_or(false);
-    let wire = to_wire(&object.into());
+    let object: Dynamic = object.into();
+    let wire = to_wire(&object);
     let id = identity("k8s::apply", &wire)?;
     let target = target(&id.kind, &id.namespace, &id.name);
-    let args = json!({ "object": shown(masked(&wire)), "force": force });
+    // The transcript gets the script's view, where secrets are masked, not the wire's.
+    let args = json!({ "object": shown(to_json(&object)), "force": force });
     k8s.mutate("k8s::apply", target, args, Map::new, show_map, async {
         let (connection, resource) = k8s.cluster.resource_of(&id.api_version, &id.kind).await?;
         let mut params = PatchParams::apply(FIELD_MANAGER);
@@ -319,18 +321,6 @@ fn apply(k8s: &K8s, object: Map, options: &Map) -> Outcome<Map> {
 
 fn target_of(id: &Identity) -> String {
     path(&id.namespace, &id.name)
-}
-
-/// The object for the transcript: secrets in it (now exposed) masked again.
-fn masked(wire: &Value) -> Value {
-    let mut copy = wire.clone();
-    if let Some(data) = copy.get_mut("data").and_then(Value::as_object_mut)
-        && wire.get("kind").and_then(Value::as_str) == Some("Secret")
-    {
-        data.values_mut()
-            .for_each(|v| *v = Value::String(MASK.into()));
-    }
-    copy
 }
 
 fn show_map(map: &Map) -> Value {

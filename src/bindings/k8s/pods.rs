@@ -106,14 +106,21 @@ async fn list_pods(k8s: &K8s, namespace: &str, selector: &str) -> Result<Vec<Pod
     let api: Api<Pod> = Api::namespaced(connection.client.clone(), &namespace);
     let params = ListParams::default().labels(selector);
     let listed = api.list(&params).await;
-    let action = format!("list pods in {namespace} matching `{selector}`");
+    let action = format!("list {}", pods_target(&namespace, selector));
     Ok(listed.map_err(|e| connection.fail(action, e))?.items)
+}
+
+fn pods_target(namespace: &str, selector: &str) -> String {
+    match selector {
+        "" => format!("all pods in {namespace}"),
+        _ => format!("pods in {namespace} matching `{selector}`"),
+    }
 }
 
 fn pods(k8s: &K8s, namespace: &str, selector: &Dynamic) -> Outcome<Array> {
     let selector = selector_text("k8s::pods", selector)?;
     let args = json!({ "namespace": namespace, "selector": selector });
-    let target = format!("pods in {namespace} matching `{selector}`");
+    let target = pods_target(namespace, &selector);
     k8s.read("k8s::pods", target, args, Array::new, async {
         let pods = list_pods(k8s, namespace, &selector).await?;
         pods.iter()
@@ -129,7 +136,7 @@ fn pods(k8s: &K8s, namespace: &str, selector: &Dynamic) -> Outcome<Array> {
 fn pods_ready(k8s: &K8s, namespace: &str, selector: &Dynamic) -> Outcome<Map> {
     let selector = selector_text("k8s::pods_ready", selector)?;
     let args = json!({ "namespace": namespace, "selector": selector });
-    let target = format!("pods in {namespace} matching `{selector}`");
+    let target = pods_target(namespace, &selector);
     let planned = || readiness(&[]);
     k8s.read("k8s::pods_ready", target, args, planned, async {
         Ok(readiness(&list_pods(k8s, namespace, &selector).await?))

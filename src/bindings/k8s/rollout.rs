@@ -302,7 +302,7 @@ async fn roll_back(
     };
     let stored = api.replace(name, &params, &deployment).await;
     let action = format!("roll back Deployment {at}/{name} to revision {revision}");
-    let stored = stored.map_err(|e| connection.fail(action, e))?;
+    let stored = stored.map_err(|e| connection.fail_replace(action, e))?;
     let stored = serde_json::to_value(&stored).unwrap_or_default();
     Ok((
         state::undo_summary(current, revision, &template, false),
