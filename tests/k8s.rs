@@ -83,6 +83,29 @@ fn an_unknown_kind_is_an_error_naming_the_server() {
 }
 
 #[test]
+fn mistyped_options_are_named_with_the_known_ones() {
+    let emulator = Emulator::start();
+    let script = r#"
+        try { k8s::logs("elson", "x", #{tial: 5}); } catch (error) { print(error); }
+        try { k8s::patch("deploy", "elson", "elson-backend", #{}, #{type: "xml"}); } catch (error) { print(error); }
+        try { k8s::patch("deploy", "elson", "elson-backend", #{}, #{type: "json"}); } catch (error) { print(error); }
+        try { k8s::rollout_status("elson", "elson-backend", #{timeout: "soon"}); } catch (error) { print(error); }
+    "#;
+    let run = run(&emulator, script, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.printed(),
+        [
+            "k8s::logs: unknown option `tial` (known: tail, since, container, previous)",
+            "k8s::patch: unknown patch type `xml` (merge, strategic or json)",
+            "k8s::patch: a `json` patch is an array of operations",
+            "k8s::rollout_status: `timeout` takes seconds or a duration like \"10m\"",
+        ]
+    );
+    assert!(emulator.requests().is_empty(), "nothing was sent");
+}
+
+#[test]
 fn a_secrets_values_reach_the_script_only_as_secrets() {
     let emulator = Emulator::start();
     let run = run(

@@ -332,47 +332,83 @@ fn script_map(k8s: &K8s, object: &DynamicObject, resource: &Resource) -> Result<
     Ok(value.try_cast::<Map>().unwrap_or_default())
 }
 
+/// The three kinds of patch the API server takes.
+#[derive(Clone, Copy)]
+enum PatchType {
+    Merge,
+    Strategic,
+    Json,
+}
+
+impl PatchType {
+    /// The `type` option, checked against the shape of the patch.
+    fn of(options: &Map, body: &Value) -> Outcome<Self> {
+        let options = Options::new("k8s::patch", options, &["type"])?;
+        let name = options.string("type")?.unwrap_or_else(|| "merge".into());
+        let kind = match name.as_str() {
+            "merge" => PatchType::Merge,
+            "strategic" => PatchType::Strategic,
+            "json" => PatchType::Json,
+            other => {
+                let message = format!("unknown patch type `{other}` (merge, strategic or json)");
+                return Err(usage("k8s::patch", message));
+            }
+        };
+        let (fits, shape) = match kind {
+            PatchType::Json => (body.is_array(), "an array of operations"),
+            _ => (body.is_object(), "a map"),
+        };
+        if !fits {
+            return Err(usage("k8s::patch", format!("a `{name}` patch is {shape}")));
+        }
+        Ok(kind)
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            PatchType::Merge => "merge",
+            PatchType::Strategic => "strategic",
+            PatchType::Json => "json",
+        }
+    }
+}
+
 fn patch(k8s: &K8s, at: [&str; 3], patch: Dynamic, options: &Map) -> Outcome<Map> {
     let [kind, namespace, name] = at;
-    let options = Options::new("k8s::patch", options, &["type"])?;
-    let kind_of_patch = options.string("type")?.unwrap_or_else(|| "merge".into());
     let body = to_wire(&patch);
-    let valid = match kind_of_patch.as_str() {
-        "merge" | "strategic" => body.is_object(),
-        "json" => body.is_array(),
-        other => {
-            let message = format!("unknown patch type `{other}` (merge, strategic or json)");
-            return Err(usage("k8s::patch", message));
-        }
-    };
-    if !valid {
-        let message = format!("a `{kind_of_patch}` patch is a map (json: an array of operations)");
-        return Err(usage("k8s::patch", message));
-    }
-    let args = json!({ "kind": kind, "namespace": namespace, "name": name, "type": kind_of_patch, "patch": to_json(&patch) });
+    let patch_type = PatchType::of(options, &body)?;
+    let args = json!({
+        "kind": kind, "namespace": namespace, "name": name,
+        "type": patch_type.name(), "patch": to_json(&patch),
+    });
     let target = target(kind, namespace, name);
     k8s.mutate("k8s::patch", target, args, Map::new, show_map, async {
         let (connection, resource) = k8s.cluster.resource(kind).await?;
         let action = format!("patch {} {}", resource.kind, path(namespace, name));
         let api = api(connection, &resource, namespace);
-        let stored = match kind_of_patch.as_str() {
-            "json" => json_patch(k8s, &api, name, &body).await,
-            other => {
-                let params = PatchParams {
-                    dry_run: k8s.dry_run(),
-                    field_manager: Some(FIELD_MANAGER.into()),
-                    ..PatchParams::default()
-                };
-                let patch = match other {
-                    "strategic" => Patch::Strategic(&body),
-                    _ => Patch::Merge(&body),
-                };
-                api.patch(name, &params, &patch).await
-            }
-        };
+        let stored = send_patch(k8s, &api, name, patch_type, &body).await;
         let stored = stored.map_err(|e| connection.fail(action, e))?;
         script_map(k8s, &stored, &resource)
     })
+}
+
+async fn send_patch(
+    k8s: &K8s,
+    api: &Api<DynamicObject>,
+    name: &str,
+    patch_type: PatchType,
+    body: &Value,
+) -> Result<DynamicObject, kube::Error> {
+    let params = PatchParams {
+        dry_run: k8s.dry_run(),
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
+    match patch_type {
+        PatchType::Json => json_patch(k8s, api, name, body).await,
+        PatchType::Strategic => api.patch(name, &params, &Patch::Strategic(body)).await,
+        PatchType::Merge => api.patch(name, &params, &Patch::Merge(body)).await,
+    }
 }
 
 /// A JSON patch (RFC 6902), sent as such: kube's typed form would need another crate for what
