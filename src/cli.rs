@@ -84,6 +84,9 @@ pub struct RunArgs {
     /// Confirm changes to this protected environment in advance (type its name).
     #[arg(long, value_name = "ENVIRONMENT")]
     pub confirm: Option<String>,
+    /// The kubeconfig context to use, instead of the environment's `context` setting.
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
     /// Plain timestamped lines instead of the live view.
     #[arg(long)]
     pub no_progress: bool,
@@ -180,6 +183,7 @@ fn run_command(args: RunArgs, runtime: &tokio::runtime::Runtime, cancel: Cancell
         reports: args.reports.clone(),
         config: args.target.config.clone(),
         resume: args.resume.clone(),
+        context: args.context.clone(),
     };
     match run::run(&request, runtime.handle(), cancel) {
         Ok(outcome) => {

@@ -18,8 +18,13 @@ pub fn masker() -> Masker {
 
 /// Logs at `level` unless `RUST_LOG` says otherwise.
 pub fn init(level: tracing::Level) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("runbook={level},warn")));
+    // kube's client logs every failed request as an error of its own; the binding's error
+    // already says it, naming the context and API server, so that line would only repeat it.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "runbook={level},warn,kube_client::client::builder=off"
+        ))
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(MaskedStderr)

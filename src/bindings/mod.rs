@@ -8,9 +8,10 @@ use crate::engine::context::RunContext;
 
 pub mod alert;
 pub mod aws;
+pub mod db;
 pub mod http;
 pub mod jwt;
-pub mod db;
+pub mod k8s;
 pub mod options;
 pub mod redis;
 pub mod secret;
@@ -30,6 +31,7 @@ pub fn families(ctx: &Arc<RunContext>) -> Vec<Family> {
         tls::family(ctx),
         ws::family(ctx),
         jwt::family(ctx),
+        k8s::family(ctx),
         db::family(ctx),
         redis::family(ctx),
         secrets::family(ctx),

@@ -137,11 +137,7 @@ fn fetch(ctx: &RunContext, reference: Reference<'_>) -> Outcome<Result<Option<St
 /// The Kubernetes Secret `namespace/name` with its data decoded, `None` when there is none.
 /// This is the one function the Kubernetes bindings fill in; errors name the Secret.
 fn kubernetes(ctx: &RunContext, namespace: &str, name: &str) -> Outcome<Option<Found>> {
-    Err(super::settings::failed(
-        ctx,
-        &format!("secret `k8s:{namespace}/{name}`"),
-        Failure::new("the k8s secret source needs the Kubernetes bindings"),
-    ))
+    super::k8s::secret_fields(ctx, namespace, name)
 }
 
 /// The value for `key` in what a source found; a single field needs no key.

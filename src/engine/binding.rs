@@ -105,6 +105,8 @@ pub struct Call<'a> {
     pub effect: Effect,
     pub target: String,
     pub args: Value,
+    /// In a dry run the work still runs: the binding asks the server for a dry run itself.
+    pub server_dry_run: bool,
 }
 
 /// A binding's own failure, with its causes.
@@ -168,11 +170,21 @@ impl<'a> Call<'a> {
             effect,
             target: target.into(),
             args: Value::Null,
+            server_dry_run: false,
         }
     }
 
     pub fn args(mut self, args: Value) -> Self {
         self.args = args;
+        self
+    }
+
+    /// Marks a mutation whose server validates it without persisting anything when asked to
+    /// (Kubernetes' `dryRun=All`): in a dry run `work` still runs, the binding sends that flag
+    /// (it checks `ctx.is_dry_run()`), and the call is recorded as "would run" with the
+    /// server's answer as its result.
+    pub fn server_dry_run(mut self) -> Self {
+        self.server_dry_run = true;
         self
     }
 
@@ -208,7 +220,8 @@ impl<'a> Call<'a> {
             },
             side_effect,
         )?;
-        if side_effect && self.ctx.is_dry_run() {
+        let dry_run = side_effect && self.ctx.is_dry_run();
+        if dry_run && !self.server_dry_run {
             self.end(call, Outcome::WouldRun, 0, None)?;
             return Ok(planned());
         }
@@ -224,7 +237,12 @@ impl<'a> Call<'a> {
         );
         match result {
             Ok(Ok(value)) => {
-                self.end(call, Outcome::Ok, elapsed, None)?;
+                let outcome = if dry_run {
+                    Outcome::WouldRun
+                } else {
+                    Outcome::Ok
+                };
+                self.end(call, outcome, elapsed, None)?;
                 Ok(value)
             }
             Ok(Err(failure)) => {
@@ -279,5 +297,102 @@ impl<'a> Call<'a> {
         self.ctx
             .record(event, durable)
             .map_err(|err| signal::transcript_failed(&err))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::config::{Config, Environment};
+    use crate::engine::context::{Consent, ContextParts, Mode};
+    use crate::engine::screen::Screen;
+    use crate::transcript::{Masker, TranscriptWriter};
+
+    fn dry_run_context(dir: &std::path::Path) -> Arc<RunContext> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let handle = runtime.handle().clone();
+        // The runtime must outlive the test's calls; leaking it keeps the handle valid.
+        std::mem::forget(runtime);
+        let masker = Masker::new();
+        let writer = TranscriptWriter::create(&dir.join("t.jsonl"), masker.clone()).unwrap();
+        RunContext::new(ContextParts {
+            mode: Mode::DryRun,
+            environment: Environment {
+                name: "test".into(),
+                protected: false,
+                settings: BTreeMap::new(),
+            },
+            config: Config::default(),
+            params: BTreeMap::new(),
+            masker,
+            cancel: tokio_util::sync::CancellationToken::new(),
+            runtime: handle,
+            consent: Consent::default(),
+            screen: Screen::silent(),
+            runbook_dir: dir.to_owned(),
+            runbook_display: "test.rhai".into(),
+            writer: Some(writer),
+            resume: HashMap::new(),
+        })
+    }
+
+    fn outcomes(ctx: &RunContext) -> Vec<Outcome> {
+        let path = ctx.close_transcript().unwrap();
+        let text = std::fs::read_to_string(path).unwrap();
+        text.lines()
+            .map(|line| serde_json::from_str::<crate::transcript::event::Record>(line).unwrap())
+            .filter_map(|record| match record.event {
+                Event::BindingEnd { outcome, .. } => Some(outcome),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_dry_run_plans_a_mutation_without_running_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = dry_run_context(dir.path());
+        let ran = AtomicBool::new(false);
+        let value = Call::new(&ctx, "test::change", Effect::Mutate, "thing")
+            .run(|| "planned", async {
+                ran.store(true, Ordering::SeqCst);
+                Ok("done")
+            })
+            .unwrap();
+        assert_eq!(value, "planned");
+        assert!(!ran.load(Ordering::SeqCst));
+        assert_eq!(outcomes(&ctx), vec![Outcome::WouldRun]);
+    }
+
+    #[test]
+    fn a_server_side_dry_run_runs_the_work_and_records_would_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = dry_run_context(dir.path());
+        let value = Call::new(&ctx, "test::change", Effect::Mutate, "thing")
+            .server_dry_run()
+            .run(|| "planned", async { Ok("as the server would have it") })
+            .unwrap();
+        assert_eq!(value, "as the server would have it");
+        assert_eq!(outcomes(&ctx), vec![Outcome::WouldRun]);
+    }
+
+    #[test]
+    fn a_failed_server_side_dry_run_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = dry_run_context(dir.path());
+        let result = Call::new(&ctx, "test::change", Effect::Mutate, "thing")
+            .server_dry_run()
+            .run(|| (), async { Err(Failure::new("rejected")) });
+        let error = result.unwrap_err().to_string();
+        assert!(error.contains("test::change on thing: rejected"), "{error}");
+        assert_eq!(outcomes(&ctx), vec![Outcome::Error]);
     }
 }

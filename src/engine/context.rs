@@ -1,5 +1,6 @@
 //! The state one run shares between the engine and every host function.
 
+use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -93,6 +94,7 @@ pub struct RunContext {
     writer: Mutex<Option<TranscriptWriter>>,
     report: Mutex<crate::transcript::render::ReportBuilder>,
     ids: AtomicU64,
+    shared: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
     pub started: Instant,
 }
 
@@ -141,6 +143,7 @@ impl RunContext {
             writer: Mutex::new(parts.writer),
             report: Mutex::default(),
             ids: AtomicU64::new(1),
+            shared: Mutex::default(),
             started: Instant::now(),
         })
     }
@@ -154,6 +157,26 @@ impl RunContext {
 
     pub fn next_id(&self) -> u64 {
         self.ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The run's one value of type `T`, made by `init` on first use: the state a binding
+    /// family keeps for the whole run (a client, a cache), reachable from the family's
+    /// functions and from the secret sources that read through the same client.
+    pub fn shared<T: Send + Sync + 'static>(&self, init: impl FnOnce() -> T) -> Arc<T> {
+        let mut shared = self
+            .shared
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let key = TypeId::of::<T>();
+        if let Some(value) = shared
+            .get(&key)
+            .and_then(|v| v.clone().downcast::<T>().ok())
+        {
+            return value;
+        }
+        let value = Arc::new(init());
+        shared.insert(key, value.clone());
+        value
     }
 
     pub fn is_plan(&self) -> bool {
@@ -351,4 +374,41 @@ fn user_from_passwd() -> Option<String> {
         let fields: Vec<&str> = line.split(':').collect();
         (fields.get(2) == Some(&uid.as_str())).then(|| fields[0].to_owned())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_state_is_made_once_per_run_and_type() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let ctx = RunContext::new(ContextParts {
+            mode: Mode::Run,
+            environment: Environment {
+                name: "test".into(),
+                protected: false,
+                settings: BTreeMap::new(),
+            },
+            config: Config::default(),
+            params: BTreeMap::new(),
+            masker: Masker::new(),
+            cancel: CancellationToken::new(),
+            runtime: runtime.handle().clone(),
+            consent: Consent::default(),
+            screen: Screen::silent(),
+            runbook_dir: ".".into(),
+            runbook_display: "test.rhai".into(),
+            writer: None,
+            resume: HashMap::new(),
+        });
+        let first = ctx.shared(|| AtomicU64::new(7));
+        first.store(8, Ordering::Relaxed);
+        let again = ctx.shared(|| AtomicU64::new(0));
+        assert_eq!(again.load(Ordering::Relaxed), 8);
+        let other = ctx.shared(|| String::from("another type"));
+        assert_eq!(other.as_str(), "another type");
+    }
 }

@@ -62,6 +62,8 @@ pub struct Request {
     pub reports: Vec<(ReportFormat, PathBuf)>,
     pub config: Option<PathBuf>,
     pub resume: Option<PathBuf>,
+    /// `--context`: the kubeconfig context, overriding the environment's `context` setting.
+    pub context: Option<String>,
 }
 
 /// How a run ended.
@@ -167,12 +169,19 @@ pub fn run(
     runtime: &tokio::runtime::Handle,
     cancel: CancellationToken,
 ) -> Result<Outcome, StartError> {
-    let prepared = prepare(
+    let mut prepared = prepare(
         &request.runbook,
         request.config.as_deref(),
         request.environment.as_deref(),
         &request.params,
     )?;
+    if let Some(context) = &request.context {
+        let setting = toml::Value::String(context.clone());
+        prepared
+            .environment
+            .settings
+            .insert("context".into(), setting);
+    }
     if let Some(name) = &request.consent.confirm
         && *name != prepared.environment.name
     {

@@ -363,6 +363,8 @@ pub fn websocket(tls: Option<(&Pki, Kind)>, limit: Option<usize>) -> u16 {
     port
 }
 
+// The handshake callback's error type is tungstenite's own HTTP response; it cannot be boxed.
+#[allow(clippy::result_large_err)]
 async fn echo<S: AsyncRead + AsyncWrite + Unpin>(
     io: S,
     open: Arc<AtomicUsize>,
