@@ -120,16 +120,28 @@ fn fetch(ctx: &RunContext, reference: Reference<'_>) -> Outcome<Result<Option<St
     let (found, key, place) = match reference {
         Reference::Env(name) => return Ok(Ok(std::env::var(name).ok())),
         Reference::File(path) => return Ok(from_file(&file_path(ctx, path))),
-        Reference::Vault { path, key } => (super::vault::lookup(ctx, path)?, key, path),
-        Reference::Aws { id, key } => (super::aws::lookup(ctx, id)?, key, id),
+        Reference::Vault { path, key } => (
+            super::vault::lookup(ctx, path)?,
+            key,
+            format!("the Vault secret {path}"),
+        ),
+        Reference::Aws { id, key } => (
+            super::aws::lookup(ctx, id)?,
+            key,
+            format!("the AWS secret {id}"),
+        ),
         Reference::Kubernetes {
             namespace,
             name,
             key,
-        } => (kubernetes(ctx, namespace, name)?, key, name),
+        } => (
+            kubernetes(ctx, namespace, name)?,
+            key,
+            format!("Secret {namespace}/{name}"),
+        ),
     };
     Ok(match found {
-        Some(found) => pick(found, key, place),
+        Some(found) => pick(found, key, &place),
         None => Ok(None),
     })
 }
@@ -152,7 +164,13 @@ fn pick(found: Found, key: Option<&str>, place: &str) -> Result<Option<String>, 
             })?;
             Ok(fields.get(key).cloned())
         }
-        (Found::Fields(fields), Some(key)) => Ok(fields.get(key).cloned()),
+        (Found::Fields(fields), Some(key)) => match fields.get(key) {
+            Some(value) => Ok(Some(value.clone())),
+            None => Err(Failure::new(format!(
+                "{place} has no key `{key}` (keys: {})",
+                fields.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))),
+        },
         (Found::Fields(mut fields), None) if fields.len() == 1 => {
             Ok(fields.pop_first().map(|f| f.1))
         }
