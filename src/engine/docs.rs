@@ -63,7 +63,11 @@ fn render_namespace(name: &str, functions: &[Value], out: &mut String) {
         } else {
             format!("{name}::")
         };
-        let _ = writeln!(out, "### `{prefix}{}`\n", signature(function));
+        let heading = match property(function) {
+            Some(property) => property,
+            None => format!("{prefix}{}", signature(function)),
+        };
+        let _ = writeln!(out, "### `{heading}`\n");
         for line in function["docComments"].as_array().into_iter().flatten() {
             let text = line.as_str().unwrap_or_default();
             let text = text.strip_prefix("///").unwrap_or(text);
@@ -71,6 +75,20 @@ fn render_namespace(name: &str, functions: &[Value], out: &mut String) {
         }
         out.push('\n');
     }
+}
+
+/// A property getter (`get$status`) as scripts use it: `HttpResponse.status -> int`.
+fn property(function: &Value) -> Option<String> {
+    let name = function["name"].as_str()?.strip_prefix("get$")?;
+    let owner = function["params"][0]["type"]
+        .as_str()
+        .map(friendly)
+        .unwrap_or_default();
+    let returns = function["returnType"]
+        .as_str()
+        .map(friendly)
+        .unwrap_or_default();
+    Some(format!("{owner}.{name} -> {returns}"))
 }
 
 fn signature(function: &Value) -> String {
