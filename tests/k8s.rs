@@ -146,7 +146,7 @@ fn a_missing_secret_key_names_the_keys_there_are() {
     assert_eq!(run.code, 2);
     assert!(
         run.stderr.contains(
-            "Secret elson/backend-secrets has no key `API_KEY` (keys: DATABASE_URL, REDIS_URL, SECRET_KEY)"
+            "the Kubernetes Secret elson/backend-secrets does not exist or has no key `API_KEY`"
         ),
         "{}",
         run.stderr

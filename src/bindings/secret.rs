@@ -164,13 +164,8 @@ fn pick(found: Found, key: Option<&str>, place: &str) -> Result<Option<String>, 
             })?;
             Ok(fields.get(key).cloned())
         }
-        (Found::Fields(fields), Some(key)) => match fields.get(key) {
-            Some(value) => Ok(Some(value.clone())),
-            None => Err(Failure::new(format!(
-                "{place} has no key `{key}` (keys: {})",
-                fields.keys().cloned().collect::<Vec<_>>().join(", ")
-            ))),
-        },
+        // A missing key is "not there", so a bare name can fall through to the next source.
+        (Found::Fields(fields), Some(key)) => Ok(fields.get(key).cloned()),
         (Found::Fields(mut fields), None) if fields.len() == 1 => {
             Ok(fields.pop_first().map(|f| f.1))
         }
