@@ -962,6 +962,19 @@ fn deploy_checklist_dry_run_and_real_run() {
         !local.slack.requests().is_empty(),
         "no test alert reached Slack"
     );
+    // The failed checks run the on_failure handler, which tells the team.
+    let texts: Vec<String> = local
+        .slack
+        .requests()
+        .iter()
+        .map(|r| r.json()["text"].to_string())
+        .collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("Deployment of 1.4.3 to local failed")),
+        "{texts:?}"
+    );
     real.assert_verifies(&workspace);
     eprintln!("dry run {:?}, real run {:?}", dry.elapsed, real.elapsed);
 }
