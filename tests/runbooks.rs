@@ -746,7 +746,6 @@ expected_replicas = 0
 max_db_latency_ms = 1000
 websocket_connections = 5
 min_cache_hit_ratio = 0.0
-rate_limit_burst = 20
 
 [alert]
 retry_delay = 0.05
