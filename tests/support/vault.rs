@@ -36,6 +36,9 @@ pub struct VaultState {
     pub auth_methods: Value,
     /// Seconds the token has left; 0 for one that never expires.
     pub ttl: u64,
+    /// Data another writer stores right after the next read of a KV secret, so a write
+    /// based on that read meets a newer version.
+    pub concurrent_write: Option<Value>,
 }
 
 impl VaultState {
@@ -71,6 +74,7 @@ impl VaultState {
                 "kubernetes/": {"type": "kubernetes", "description": "", "accessor": "auth_kubernetes_2"},
             }),
             ttl: 3500,
+            concurrent_write: None,
         }
     }
 }
@@ -178,13 +182,17 @@ fn kv_answer(state: &mut VaultState, request: &Recorded) -> Reply {
         .strip_prefix("version=")
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(versions.len());
-    match versions.get(wanted.wrapping_sub(1)) {
+    let reply = match versions.get(wanted.wrapping_sub(1)) {
         Some(data) => Reply::json(
             200,
             json!({"data": {"data": data, "metadata": {"version": wanted, "created_time": "2026-01-01T00:00:00Z"}}}),
         ),
-        None => Reply::json(404, json!({"errors": []})),
+        None => return Reply::json(404, json!({"errors": []})),
+    };
+    if let Some(data) = state.concurrent_write.take() {
+        state.kv.entry(key.to_owned()).or_default().push(data);
     }
+    reply
 }
 
 /// A write, refused unless it carries the current version as `cas`, as Vault does for a
