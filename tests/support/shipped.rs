@@ -134,6 +134,18 @@ impl Outcome {
             .unwrap_or_else(|| panic!("no step `{title}` ended:\n{}", self.screen))
     }
 
+    /// What a manual task asks the person to do.
+    pub fn instructions(&self, title: &str) -> &str {
+        let start = self
+            .events
+            .iter()
+            .find(|e| e["type"] == "step_start" && e["title"] == title);
+        let start = start.unwrap_or_else(|| panic!("no step `{title}` started:\n{}", self.screen));
+        start["options"]["instructions"]
+            .as_str()
+            .unwrap_or_default()
+    }
+
     pub fn status(&self, title: &str) -> &str {
         self.step(title)["status"].as_str().unwrap_or_default()
     }
