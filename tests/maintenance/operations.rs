@@ -95,24 +95,24 @@ fn update_dependencies_lists_outdated_packages_and_skips_what_the_repository_lac
     let repo = ws.path().join("elson");
     git_repo(&repo, APP_FILES);
     std::fs::remove_dir_all(repo.join("frontend")).unwrap();
+    // The backend's own environment, found as `backend/.venv` when no `python` is set: the
+    // test tools' venv stands in for it.
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv");
+    std::os::unix::fs::symlink(&venv, repo.join("backend/.venv")).unwrap();
     // pip reads package indexes from a local folder of (empty) distribution files, so the
     // report needs no network: a folder without files means nothing is newer.
     let index = ws.path().join("index");
     std::fs::create_dir_all(&index).unwrap();
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    let settings = |options: &str| {
+    let local_index = format!("\"--no-index\", \"--find-links\", \"{}\"", index.display());
+    let settings = |more: &str| {
         format!(
-            "repo_dir = \"{}\"\npython_dir = \"backend\"\nnode_dir = \"frontend\"\npython = \"{}\"\npip_options = [{options}]",
-            repo.display(),
-            python.display()
+            "repo_dir = \"{}\"\npython_dir = \"backend\"\nnode_dir = \"frontend\"\n{more}",
+            repo.display()
         )
     };
     configure(
         &ws,
-        &settings(&format!(
-            "\"--no-index\", \"--find-links\", \"{}\"",
-            index.display()
-        )),
+        &settings(&format!("pip_options = [{local_index}]")),
         "",
     );
 
@@ -128,15 +128,25 @@ fn update_dependencies_lists_outdated_packages_and_skips_what_the_repository_lac
                 (UPGRADE, "pending"),
             ],
         );
-        assert!(
-            outcome.message(NPM_STEP).starts_with("no package.json in "),
-            "{}",
-            outcome.message(NPM_STEP)
-        );
+        let npm = outcome.message(NPM_STEP);
+        assert!(npm.starts_with("no package.json in "), "{npm}");
+        let argv = &outcome.call_of("shell::run", "pip")["args"]["argv"][0];
+        let expected = repo
+            .canonicalize()
+            .unwrap()
+            .join("backend/.venv/bin/python");
+        assert_eq!(argv.as_str(), expected.to_str(), "the project's own venv");
     }
 
-    // A newer pytest than the one installed: a finding for the person who upgrades.
+    // A newer pytest than the one installed: a finding for the person who upgrades, named
+    // by the interpreter the environment gives.
     std::fs::write(index.join("pytest-99.0.0-py3-none-any.whl"), "").unwrap();
+    let python = format!("python = \"{}\"\n", venv.join("bin/python").display());
+    configure(
+        &ws,
+        &settings(&format!("{python}pip_options = [{local_index}]")),
+        "",
+    );
     let outdated = run(&ws, "update-dependencies", &[], &[]);
     outdated.expect(
         3,
@@ -148,14 +158,16 @@ fn update_dependencies_lists_outdated_packages_and_skips_what_the_repository_lac
     );
     let findings = outdated.findings(PIP_CHECK);
     assert_eq!(findings.len(), 1, "{findings:?}");
-    assert!(
-        findings[0].starts_with("pytest ") && findings[0].ends_with(" → 99.0.0"),
-        "{findings:?}"
-    );
+    let newer = findings[0].starts_with("pytest ") && findings[0].ends_with(" → 99.0.0");
+    assert!(newer, "{findings:?}");
     assert_eq!(outdated.step(PIP_CHECK)["severity"], "warning");
 
     // pip itself failing is no finding about packages: the step fails and the run with it.
-    configure(&ws, &settings("\"--no-such-option\""), "");
+    configure(
+        &ws,
+        &settings(&format!("{python}pip_options = [\"--no-such-option\"]")),
+        "",
+    );
     let broken = run(&ws, "update-dependencies", &[], &[]);
     broken.expect(
         1,
@@ -165,9 +177,13 @@ fn update_dependencies_lists_outdated_packages_and_skips_what_the_repository_lac
             (UPGRADE, "pending"),
         ],
     );
+    let message = broken.message(PIP_STEP);
     assert!(
-        broken.found(PIP_STEP, "pip list --outdated exited with 2"),
-        "{}",
-        broken.message(PIP_STEP)
+        message.contains("pip list --outdated exited with 2: "),
+        "{message}"
+    );
+    assert!(
+        message.contains("no such option: --no-such-option"),
+        "{message}"
     );
 }

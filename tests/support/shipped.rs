@@ -177,6 +177,18 @@ impl Outcome {
             .collect()
     }
 
+    /// The `binding_start` of the first call of `binding` whose arguments mention `text`.
+    pub fn call_of(&self, binding: &str, text: &str) -> &Value {
+        self.events
+            .iter()
+            .find(|e| {
+                e["type"] == "binding_start"
+                    && e["name"] == binding
+                    && e["args"].to_string().contains(text)
+            })
+            .unwrap_or_else(|| panic!("no call of {binding} with `{text}`:\n{}", self.screen))
+    }
+
     /// Lines bindings streamed into the transcript (program output, rollout progress).
     pub fn output(&self) -> Vec<String> {
         self.events
