@@ -128,3 +128,46 @@ const COMMITTED_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
 fn all_passed(titles: &[&'static str]) -> Vec<(&'static str, &'static str)> {
     titles.iter().map(|title| (*title, "passed")).collect()
 }
+
+// ---------------------------------------------------------------------------------------
+// The catalogue
+
+/// Each maintenance runbook with the schedule of its checklist item.
+const SCHEDULES: &[(&str, &str)] = &[
+    ("backup-restore-test", "quarterly"),
+    ("database-performance", "weekly"),
+    ("disaster-recovery", "quarterly"),
+    ("monitoring", "weekly"),
+    ("review-logs", "daily"),
+    ("rotate-api-keys", "monthly"),
+    ("secret-management", "monthly"),
+    ("security-scans", "weekly"),
+    ("update-dependencies", "monthly"),
+];
+
+#[test]
+fn every_maintenance_runbook_is_listed_with_its_schedule_and_plans_in_both_environments() {
+    let ws = workspace();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(repo.join("runbook.toml"), ws.path().join("runbook.toml")).unwrap();
+    let list = ws.runbook(&["list", "runbooks/maintenance"]);
+    assert_eq!(list.code, 0, "{}", list.screen());
+    let lines: Vec<&str> = list.stdout.lines().collect();
+    assert_eq!(lines.len(), SCHEDULES.len(), "{}", list.stdout);
+    for ((name, every), line) in SCHEDULES.iter().zip(&lines) {
+        let file = format!("runbooks/maintenance/{name}.rhai");
+        assert!(line.starts_with(&format!("{file}  ")), "{line}");
+        assert!(line.ends_with(&format!(" [every: {every}]")), "{line}");
+        let check = ws.runbook(&["check", &file]);
+        assert_eq!(check.code, 0, "{}", check.screen());
+        for environment in ["staging", "prod"] {
+            let plan = ws.runbook(&["plan", &file, "--env", environment]);
+            assert_eq!(plan.code, 0, "{file} in {environment}: {}", plan.screen());
+            assert!(
+                plan.stdout.contains("steps, checks and manual tasks"),
+                "{}",
+                plan.stdout
+            );
+        }
+    }
+}
