@@ -3,7 +3,8 @@
 # that db::backup and db::restore run (pg_dump, pg_restore, psql, mariadb-dump, mariadb),
 # the PostgreSQL server binaries the replication test starts a primary and replica with
 # (initdb, pg_ctl, pg_basebackup, pg_stat_statements), and redis-server / redis-cli for the
-# Sentinel and Cluster tests. Installs only what is missing, so it is quick to run again.
+# Sentinel and Cluster tests, and Prometheus for the monitoring runbook's test. Installs only
+# what is missing, so it is quick to run again.
 set -euo pipefail
 
 missing=()
@@ -23,6 +24,7 @@ need postgresql-15 /usr/lib/postgresql/15/bin/initdb /usr/lib/postgresql/15/bin/
   /usr/lib/postgresql/15/lib/pg_stat_statements.so
 need redis-server redis-server
 need redis-tools redis-cli
+need prometheus prometheus
 
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "data-tools: installing ${missing[*]}"

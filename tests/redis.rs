@@ -2,10 +2,13 @@
 //! against the Redis server on this machine (keys under a prefix of each test's own) and
 //! against servers, sentinels and cluster nodes the tests start on free loopback ports.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+#[path = "support/redis_servers.rs"]
+mod redis_servers;
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use redis_servers::{SentinelSetup, Server, cli, sentinel_config, wait_until};
 use serde_json::Value;
 
 /// What a user sees of a run: its exit code, the screen and the transcript.
@@ -83,83 +86,6 @@ fn run_with(script: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
 
 fn run(script: &str, args: &[&str]) -> Run {
     run_with(script, args, &[])
-}
-
-fn cli(port: u16, words: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(words)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// A loopback port that is free, and whose cluster bus port (+10000) is free too.
-fn free_port() -> u16 {
-    loop {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        if port < 55000 && std::net::TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// A redis-server (or sentinel) process of a test's own, killed on drop.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn start(dir: &Path, name: &str, config: &str, sentinel: bool) -> Self {
-        let port = free_port();
-        let file = dir.join(format!("{name}.conf"));
-        let text = format!(
-            "port {port}\nbind 127.0.0.1\ndir {}\nsave \"\"\nappendonly no\n{config}\n",
-            dir.display()
-        );
-        std::fs::write(&file, text).unwrap();
-        let mut command = Command::new("redis-server");
-        command.arg(&file);
-        if sentinel {
-            command.arg("--sentinel");
-        }
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let server = Self { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        // A server with a password answers NOAUTH, which shows it is up too.
-        while !matches!(cli(port, &["PING"]).as_str(), "PONG")
-            && !cli(port, &["PING"]).contains("NOAUTH")
-        {
-            assert!(Instant::now() < deadline, "{name} did not start on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn prefix(tag: &str) -> String {
@@ -302,64 +228,6 @@ fn cache_hit_ratio_fails_on_misses_and_passes_on_hits() {
     assert_eq!(out.status("hit ratio"), "passed");
 }
 
-/// A master with a replica and three sentinels (quorum 2), all of the test's own.
-struct SentinelSetup {
-    _master: Server,
-    _replica: Server,
-    sentinels: Vec<Server>,
-}
-
-fn sentinel_config(master: u16, quorum: u32) -> String {
-    format!(
-        "sentinel monitor elson 127.0.0.1 {master} {quorum}\nsentinel down-after-milliseconds elson 5000\nsentinel resolve-hostnames no"
-    )
-}
-
-impl SentinelSetup {
-    fn start(dir: &Path) -> Self {
-        let master = Server::start(dir, "master", "", false);
-        let replica = Server::start(
-            dir,
-            "replica",
-            &format!("replicaof 127.0.0.1 {}", master.port),
-            false,
-        );
-        wait_until("the replica's link", || {
-            cli(replica.port, &["INFO", "replication"]).contains("master_link_status:up")
-        });
-        let sentinels: Vec<Server> = (0..3)
-            .map(|i| {
-                Server::start(
-                    dir,
-                    &format!("sentinel{i}"),
-                    &sentinel_config(master.port, 2),
-                    true,
-                )
-            })
-            .collect();
-        let first = sentinels[0].port;
-        wait_until("the sentinels to find each other and the replica", || {
-            let master = cli(first, &["SENTINEL", "MASTER", "elson"]);
-            let replicas = cli(first, &["SENTINEL", "REPLICAS", "elson"]);
-            master.contains("num-other-sentinels\n2") && replicas.contains("master-link-status\nok")
-        });
-        Self {
-            _master: master,
-            _replica: replica,
-            sentinels,
-        }
-    }
-
-    fn urls(&self) -> String {
-        let urls: Vec<String> = self
-            .sentinels
-            .iter()
-            .map(|s| format!("\"{}\"", s.url()))
-            .collect();
-        format!("[{}]", urls.join(", "))
-    }
-}
-
 #[test]
 fn sentinel_checks_fail_without_quorum_or_replica_and_pass_when_healthy() {
     let dir = tempfile::tempdir().unwrap();
@@ -380,8 +248,8 @@ fn sentinel_checks_fail_without_quorum_or_replica_and_pass_when_healthy() {
         step("replica role", || redis::connect("{replica}").role());
         step("primary role", || redis::connect("{primary}").role());
         "#,
-        replica = healthy._replica.url(),
-        primary = healthy._master.url(),
+        replica = healthy.replica.url(),
+        primary = healthy.master.url(),
         alone = alone.url(),
         urls = healthy.urls(),
         first = healthy.sentinels[0].url()
@@ -407,10 +275,10 @@ fn sentinel_checks_fail_without_quorum_or_replica_and_pass_when_healthy() {
     assert_eq!(master["quorum"], 2);
     assert_eq!(master["num_slaves"], 1);
     assert_eq!(master["num_other_sentinels"], 2);
-    let primary = format!("127.0.0.1:{}", healthy._master.port);
+    let primary = format!("127.0.0.1:{}", healthy.master.port);
     assert_eq!(out.step("address")["value"], primary.as_str());
     assert_eq!(master["address"], primary.as_str());
-    let replica = format!("127.0.0.1:{}", healthy._replica.port);
+    let replica = format!("127.0.0.1:{}", healthy.replica.port);
     assert_eq!(
         out.step("replicas")["value"][0]["address"],
         replica.as_str()

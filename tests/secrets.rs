@@ -5,171 +5,18 @@
 //! output.
 
 mod loopback;
+#[path = "support/moto.rs"]
+mod moto;
+#[path = "support/vault.rs"]
+mod vault;
 
-use std::collections::HashMap;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
-use loopback::{Background, Receiver, Recorded, Reply, project, report, run, venv_bin};
+use loopback::{Receiver, Recorded, Reply, project, report, run};
+use moto::Moto;
 use serde_json::{Value, json};
-
-const TOKEN: &str = "hvs.canary-vault-token-3f9c2e7a1b";
-const APP_KEY: &str = "canary-vault-value-8d41f0c2a7e9a";
-
-/// What the loopback Vault holds: KV v2 versions by path, and who may log in.
-struct VaultState {
-    tokens: Vec<String>,
-    kv: HashMap<String, Vec<Value>>,
-    jwt: String,
-    role: String,
-    issued: String,
-    logins: usize,
-    /// Whether the first login's token expires after one request.
-    first_login_expires: bool,
-    /// Where `secret/moved/app` redirects to.
-    moved_to: Option<String>,
-}
-
-impl VaultState {
-    fn new() -> Self {
-        let mut kv = HashMap::new();
-        kv.insert(
-            "elson/app".to_owned(),
-            vec![json!({ "api_key": APP_KEY, "user": "elson-svc" })],
-        );
-        Self {
-            tokens: vec![TOKEN.to_owned()],
-            kv,
-            jwt: String::new(),
-            role: String::new(),
-            issued: String::new(),
-            logins: 0,
-            first_login_expires: false,
-            moved_to: None,
-        }
-    }
-}
-
-fn errors(status: u16, message: &str) -> Reply {
-    Reply::json(status, json!({ "errors": [message] }))
-}
-
-fn start_vault(state: Arc<Mutex<VaultState>>) -> Receiver {
-    Receiver::start(move |request, _| vault_answer(&mut state.lock().unwrap(), request))
-}
-
-fn vault_answer(state: &mut VaultState, request: &Recorded) -> Reply {
-    let path = request.path.as_str();
-    if path.starts_with("/v1/sys/health") {
-        return Reply::json(
-            200,
-            json!({"initialized": true, "sealed": false, "standby": false, "version": "1.17.2"}),
-        );
-    }
-    if path == "/v1/auth/kubernetes/login" {
-        let body = request.json();
-        if body["jwt"] != state.jwt.as_str() || body["role"] != state.role.as_str() {
-            return errors(403, "permission denied");
-        }
-        state.logins += 1;
-        let issued = format!("{}-{}", state.issued, state.logins);
-        state.tokens.push(issued.clone());
-        return Reply::json(
-            200,
-            json!({"auth": {"client_token": issued, "lease_duration": 3600}}),
-        );
-    }
-    let token = request.header("x-vault-token").unwrap_or("");
-    if !state.tokens.iter().any(|t| t == token) {
-        return errors(403, "permission denied");
-    }
-    if state.first_login_expires && token == format!("{}-1", state.issued) {
-        state.tokens.retain(|t| t != token);
-    }
-    if let Some(target) = &state.moved_to
-        && path.starts_with("/v1/secret/data/moved/")
-    {
-        return Reply::new(307, "").header("location", &format!("{target}{path}"));
-    }
-    match path {
-        "/v1/auth/token/lookup-self" => Reply::json(
-            200,
-            json!({"data": {"id": token, "ttl": 3500, "creation_ttl": 3600, "renewable": true,
-                "policies": ["default", "elson-backend"], "display_name": "token-runbook",
-                "expire_time": "2030-01-01T00:00:00Z"}}),
-        ),
-        "/v1/sys/policies/acl?list=true" => Reply::json(
-            200,
-            json!({"data": {"keys": ["default", "elson-backend", "root"]}}),
-        ),
-        "/v1/sys/policies/acl/elson-backend" => Reply::json(
-            200,
-            json!({"data": {"name": "elson-backend",
-                "policy": "path \"secret/data/elson/*\" {\n  capabilities = [\"read\"]\n}\n"}}),
-        ),
-        "/v1/sys/auth" => {
-            let mounts = json!({
-                "token/": {"type": "token", "description": "token based credentials", "accessor": "auth_token_1"},
-                "kubernetes/": {"type": "kubernetes", "description": "", "accessor": "auth_kubernetes_2"},
-            });
-            Reply::json(200, json!({"data": mounts}))
-        }
-        _ => kv_answer(state, request),
-    }
-}
-
-fn kv_answer(state: &mut VaultState, request: &Recorded) -> Reply {
-    let (path, query) = request.path.split_once('?').unwrap_or((&request.path, ""));
-    if let Some(key) = path.strip_prefix("/v1/secret/metadata/") {
-        return match state.kv.get(key) {
-            Some(versions) => {
-                Reply::json(200, json!({"data": {"current_version": versions.len()}}))
-            }
-            None => Reply::json(404, json!({"errors": []})),
-        };
-    }
-    let Some(key) = path.strip_prefix("/v1/secret/data/") else {
-        return Reply::json(404, json!({"errors": []}));
-    };
-    if request.method == "POST" {
-        let body = request.json();
-        let current = state.kv.get(key).map_or(0, Vec::len);
-        let Some(cas) = body["options"]["cas"].as_u64() else {
-            return errors(400, "check-and-set parameter required for this call");
-        };
-        if cas as usize != current {
-            return errors(
-                400,
-                "check-and-set parameter did not match the current version",
-            );
-        }
-        let versions = state.kv.entry(key.to_owned()).or_default();
-        versions.push(body["data"].clone());
-        return Reply::json(
-            200,
-            json!({"data": {"version": versions.len(), "created_time": "2026-01-01T00:00:00Z"}}),
-        );
-    }
-    let Some(versions) = state.kv.get(key) else {
-        return Reply::json(404, json!({"errors": []}));
-    };
-    let wanted = query
-        .strip_prefix("version=")
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(versions.len());
-    match versions.get(wanted.wrapping_sub(1)) {
-        Some(data) => Reply::json(
-            200,
-            json!({"data": {"data": data, "metadata": {"version": wanted, "created_time": "2026-01-01T00:00:00Z"}}}),
-        ),
-        None => Reply::json(404, json!({"errors": []})),
-    }
-}
-
-fn vault_config(vault: &Receiver) -> String {
-    format!("[vault]\naddress = \"{}\"\n", vault.url())
-}
+use vault::{APP_KEY, TOKEN, VaultState, start_vault, vault_config};
 
 fn assert_absent(haystack: &str, secret: &str, what: &str) {
     let forms = [
@@ -441,80 +288,22 @@ fn generated_secrets_have_the_asked_length_and_alphabet() {
     assert_eq!(result.code, 0, "{}\n{}", result.stderr, result.transcript);
 }
 
-/// moto's Secrets Manager with an IAM user whose key the runbook signs with; after setup,
-/// moto checks every request's SigV4 signature.
-struct Moto {
-    url: String,
-    key_id: String,
-    secret_key: String,
-    _server: Background,
+/// moto with the secrets these tests read: a JSON one, a plain one and one with rotation on.
+fn start_moto() -> Moto {
+    Moto::start(MOTO_SETUP, &[AWS_PASSWORD, AWS_TOKEN_VALUE])
 }
 
 const AWS_PASSWORD: &str = "canary-aws-password-51c7e2";
 const AWS_TOKEN_VALUE: &str = "canary-aws-whole-token-0f3e9d8c7";
 
-fn start_moto() -> Moto {
-    let port = loopback::free_port();
-    let mut child = Command::new(venv_bin("moto_server"))
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    loopback::wait_for_port(port, &mut child, "moto_server");
-    let server = Background(child);
-    let url = format!("http://127.0.0.1:{port}");
-    let output = Command::new(venv_bin("python"))
-        .args(["-c", MOTO_SETUP, &url, AWS_PASSWORD, AWS_TOKEN_VALUE])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "moto setup failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let keys: Value = serde_json::from_slice(&output.stdout).unwrap();
-    Moto {
-        url,
-        key_id: keys["id"].as_str().unwrap().to_owned(),
-        secret_key: keys["secret"].as_str().unwrap().to_owned(),
-        _server: server,
-    }
-}
-
+/// The secrets these tests read (`sm` is the Secrets Manager client, `args` the values).
 const MOTO_SETUP: &str = r#"
-import json, sys, urllib.request
-import boto3
-url, password, token = sys.argv[1:4]
-kw = dict(endpoint_url=url, region_name="eu-west-1", aws_access_key_id="setup", aws_secret_access_key="setup")
-iam = boto3.client("iam", **kw)
-iam.create_user(UserName="runbook")
-key = iam.create_access_key(UserName="runbook")["AccessKey"]
-policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"}]}
-iam.put_user_policy(UserName="runbook", PolicyName="secrets", PolicyDocument=json.dumps(policy))
-sm = boto3.client("secretsmanager", **kw)
+password, token = args
 sm.create_secret(Name="prod/elson/app", SecretString=json.dumps({"password": password, "user": "elson"}))
 sm.create_secret(Name="prod/elson/token", SecretString=token)
 sm.create_secret(Name="prod/elson/rotated", SecretString="initial-rotated-value")
 sm.rotate_secret(SecretId="prod/elson/rotated", RotationRules={"AutomaticallyAfterDays": 30})
-urllib.request.urlopen(urllib.request.Request(url + "/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"}))
-print(json.dumps({"id": key["AccessKeyId"], "secret": key["SecretAccessKey"]}))
 "#;
-
-const MOTO_READ: &str = r#"
-import sys, boto3
-url, key_id, secret, name = sys.argv[1:5]
-sm = boto3.client("secretsmanager", endpoint_url=url, region_name="eu-west-1", aws_access_key_id=key_id, aws_secret_access_key=secret)
-sys.stdout.write(sm.get_secret_value(SecretId=name)["SecretString"])
-"#;
-
-fn aws_env(moto: &Moto) -> Vec<(&'static str, String)> {
-    vec![
-        ("AWS_ACCESS_KEY_ID", moto.key_id.clone()),
-        ("AWS_SECRET_ACCESS_KEY", moto.secret_key.clone()),
-        ("AWS_REGION", "eu-west-1".into()),
-    ]
-}
 
 fn borrowed<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
@@ -545,16 +334,11 @@ fn secrets_manager_get_put_and_rotation_against_moto() {
         check("missing", || { try { aws::get_secret("prod/elson/none"); false } catch (e) { e.contains("no such secret") } });
         "#,
     );
-    let env = aws_env(&moto);
+    let env = moto.env();
     let result = run(dir.path(), "test.rhai", &[], &borrowed(&env));
     assert_eq!(result.code, 0, "{}\n{}", result.stderr, result.transcript);
 
-    let stored = Command::new(venv_bin("python"))
-        .args(["-c", MOTO_READ, &moto.url, &moto.key_id, &moto.secret_key])
-        .arg("prod/elson/token")
-        .output()
-        .unwrap();
-    let stored = String::from_utf8(stored.stdout).unwrap();
+    let stored = moto.read("prod/elson/token");
     assert_eq!(
         stored.len(),
         48,
@@ -644,7 +428,7 @@ fn no_secret_value_reaches_any_output() {
         canaries.slack_path
     );
     let dead_url = format!("http://127.0.0.1:{closed}/hooks/{}", canaries.dead_path);
-    let mut env = aws_env(&moto);
+    let mut env = moto.env();
     env.extend([
         ("VAULT_TOKEN", TOKEN.to_owned()),
         ("CANARY_ENV", canaries.env.clone()),
