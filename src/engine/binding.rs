@@ -55,7 +55,7 @@ impl Family {
         }
         FuncRegistration::new(name)
             .with_params_info(params)
-            .with_comments(comments(doc, effect))
+            .with_comments(comments(doc, effect).unwrap_or_default())
             .set_into_module(&mut self.module, func);
         self
     }
@@ -81,19 +81,31 @@ impl Family {
         FuncRegistration::new(name)
             .in_global_namespace()
             .with_params_info(params)
-            .with_comments(comments(doc, effect))
+            .with_comments(comments(doc, effect).unwrap_or_default())
             .set_into_module(&mut self.module, func);
         self
     }
 }
 
-fn comments(doc: &[&str], effect: Option<Effect>) -> Vec<String> {
+/// Whether doc comments are registered: only `runbook docs` shows them, and registering
+/// hundreds of them costs every other command start-up time.
+static DOCS_WANTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Asks engines built from now on to carry every function's doc comment.
+pub fn want_docs() {
+    DOCS_WANTED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn comments(doc: &[&str], effect: Option<Effect>) -> Option<Vec<String>> {
+    if !DOCS_WANTED.load(std::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
     let mut lines: Vec<String> = doc.iter().map(|line| format!("/// {line}")).collect();
     if let Some(effect) = effect {
         lines.push("///".to_owned());
         lines.push(format!("/// Effect: {}.", effect.as_str()));
     }
-    lines
+    Some(lines)
 }
 
 /// One call of a binding, described before it runs.

@@ -311,6 +311,7 @@ pub fn run(
 
 /// An engine with every host function registered and no run behind it, for `runbook docs`.
 pub fn docs_engine(runtime: &tokio::runtime::Handle) -> rhai::Engine {
+    super::binding::want_docs();
     let ctx = RunContext::new(ContextParts {
         mode: Mode::Plan,
         environment: Environment {
