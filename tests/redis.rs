@@ -2,86 +2,20 @@
 //! against the Redis server on this machine (keys under a prefix of each test's own) and
 //! against servers, sentinels and cluster nodes the tests start on free loopback ports.
 
+#[path = "support/checks.rs"]
+mod checks;
 #[path = "support/redis_servers.rs"]
 mod redis_servers;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use checks::{Run, run_in};
 use redis_servers::{SentinelSetup, Server, cli, sentinel_config, wait_until};
 use serde_json::Value;
 
-/// What a user sees of a run: its exit code, the screen and the transcript.
-struct Run {
-    code: i32,
-    screen: String,
-    transcript: String,
-    events: Vec<Value>,
-}
-
-impl Run {
-    fn step(&self, title: &str) -> &Value {
-        self.events
-            .iter()
-            .find(|e| e["type"] == "step_end" && e["title"] == title)
-            .unwrap_or_else(|| panic!("no step `{title}` in:\n{}", self.screen))
-    }
-
-    fn status(&self, title: &str) -> String {
-        self.step(title)["status"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    }
-
-    fn findings(&self, title: &str) -> Vec<String> {
-        self.step(title)["findings"]
-            .as_array()
-            .map(|list| {
-                list.iter()
-                    .map(|f| f.as_str().unwrap_or_default().to_owned())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
-fn stdlib() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("stdlib")
-}
-
 fn run_with(script: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("check.rhai"), script).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .args(["run", "check.rhai", "--no-progress"])
-        .args(args)
-        .current_dir(dir.path())
-        .env("RUNBOOK_STDLIB", stdlib())
-        .env("NO_COLOR", "1")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    let screen = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let transcript = screen
-        .lines()
-        .find_map(|l| l.strip_prefix("transcript: "))
-        .map(|p| std::fs::read_to_string(dir.path().join(p.trim())).unwrap_or_default())
-        .unwrap_or_default();
-    let events = transcript
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        screen,
-        transcript,
-        events,
-    }
+    run_in(dir.path(), script, args, env)
 }
 
 fn run(script: &str, args: &[&str]) -> Run {
