@@ -53,10 +53,18 @@ impl Family {
             };
             self.effects.insert(qualified, effect);
         }
+        // Rhai 1.27 fills in the call position of an error from a native function called by
+        // a plain name, but not by a module path (`shell::run(...)`), so errors from
+        // namespaced bindings would have no line and column; the wrapper adds it.
+        let raw = func.into_rhai_function(true, false);
         FuncRegistration::new(name)
             .with_params_info(params)
             .with_comments(comments(doc, effect).unwrap_or_default())
-            .set_into_module(&mut self.module, func);
+            .set_into_module_raw(
+                &mut self.module,
+                FUNC::param_types(),
+                with_call_position(raw),
+            );
         self
     }
 
@@ -94,6 +102,55 @@ static DOCS_WANTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBoo
 /// Asks engines built from now on to carry every function's doc comment.
 pub fn want_docs() {
     DOCS_WANTED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// `func`, reporting its errors at the position of the call.
+fn with_call_position(func: rhai::RhaiFunc) -> rhai::RhaiFunc {
+    use rhai::{Dynamic, NativeCallContext, RhaiFunc, Shared};
+
+    macro_rules! wrapped {
+        ($inner:expr) => {{
+            let inner = $inner;
+            Shared::new(
+                move |context: Option<NativeCallContext>, args: &mut [&mut Dynamic]| {
+                    let position = context.as_ref().map(NativeCallContext::call_position);
+                    inner(context, args).map_err(|mut error| {
+                        if let Some(position) = position
+                            && error.position().is_none()
+                        {
+                            error.set_position(position);
+                        }
+                        error
+                    })
+                },
+            )
+        }};
+    }
+    match func {
+        RhaiFunc::Pure {
+            func,
+            is_pure,
+            is_volatile,
+            ..
+        } => RhaiFunc::Pure {
+            func: wrapped!(func),
+            has_context: true,
+            is_pure,
+            is_volatile,
+        },
+        RhaiFunc::Method {
+            func,
+            is_pure,
+            is_volatile,
+            ..
+        } => RhaiFunc::Method {
+            func: wrapped!(func),
+            has_context: true,
+            is_pure,
+            is_volatile,
+        },
+        other => other,
+    }
 }
 
 fn comments(doc: &[&str], effect: Option<Effect>) -> Option<Vec<String>> {
