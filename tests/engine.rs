@@ -808,3 +808,21 @@ fn base64_of(text: &str) -> String {
         .unwrap();
     String::from_utf8(output.stdout).unwrap()
 }
+
+#[test]
+fn a_failing_namespaced_binding_names_the_line_and_column_of_its_call() {
+    let ws = Workspace::new();
+    ws.write(
+        "missing.rhai",
+        "step(\"Start it\", || {\n    shell::run([\"/nonexistent/program\"])\n});\n",
+    );
+    let run = ws.run("missing.rhai", &[]);
+    assert_eq!(run.code, 1, "{}", run.screen());
+    let end = step_end(&run.events(&ws), "Start it").clone();
+    assert_eq!(end["location"], "missing.rhai:2:12");
+    let message = end["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("shell::run on /nonexistent/program: cannot start"),
+        "{message}"
+    );
+}
