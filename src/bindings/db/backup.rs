@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use rhai::{Array, Dynamic, Map, NativeCallContext};
+use rhai::{Array, Dynamic, Map};
 use serde_json::json;
 use tokio::process::Command;
 
@@ -16,7 +16,7 @@ use super::error::{DbError, ToolOutput};
 use super::ops::{int, rows};
 use super::pool::{Database, Pool, Pools, Settings, on_pool};
 use super::query::{Runner, execute};
-use super::{Outcome, at, open, parse_url, refuse};
+use super::{Outcome, open, parse_url, refuse};
 use crate::engine::binding::{Call, Failure, Family};
 use crate::engine::context::RunContext;
 use crate::transcript::event::Effect;
@@ -649,21 +649,15 @@ fn backup_files(dir: &Path, pattern: &str, now: SystemTime) -> Result<Array, DbE
     Ok(files.into_iter().map(|(_, m)| Dynamic::from(m)).collect())
 }
 
-fn list_backups(
-    ctx: &Arc<RunContext>,
-    call: &NativeCallContext,
-    dir: &str,
-    pattern: &str,
-) -> Outcome<Array> {
+fn list_backups(ctx: &Arc<RunContext>, dir: &str, pattern: &str) -> Outcome<Array> {
     let dir = resolve(ctx, dir);
     let pattern = pattern.to_owned();
     let shown = dir.display().to_string();
-    let listed = Call::new(ctx, "db::backup_files", Effect::Read, shown)
+    Call::new(ctx, "db::backup_files", Effect::Read, shown)
         .args(json!({ "pattern": pattern }))
         .run(Array::new, async move {
             backup_files(&dir, &pattern, SystemTime::now()).map_err(Failure::from)
-        });
-    at(call, listed)
+        })
 }
 
 pub fn register(family: &mut Family, ctx: &Arc<RunContext>, pools: &Pools) {
@@ -679,8 +673,8 @@ pub fn register(family: &mut Family, ctx: &Arc<RunContext>, pools: &Pools) {
             "db::backup(secret(\"DATABASE_URL\"), `backups/elson-${version}.dump`);",
             "```",
         ],
-        move |call: NativeCallContext, url: Dynamic, path: &str| {
-            at(&call, backup(&c, &p, &url, path))
+        move |url: Dynamic, path: &str| {
+            backup(&c, &p, &url, path)
         },
     );
     let c = ctx.clone();
@@ -695,8 +689,8 @@ pub fn register(family: &mut Family, ctx: &Arc<RunContext>, pools: &Pools) {
             "db::restore(secret(\"STAGING_DATABASE_URL\"), \"backups/elson.dump\");",
             "```",
         ],
-        move |call: NativeCallContext, url: Dynamic, path: &str| {
-            at(&call, restore(&c, &url, path))
+        move |url: Dynamic, path: &str| {
+            restore(&c, &url, path)
         },
     );
     let (c, p) = (ctx.clone(), pools.clone());
@@ -711,8 +705,8 @@ pub fn register(family: &mut Family, ctx: &Arc<RunContext>, pools: &Pools) {
             "check(\"Backups restore\", || db::backup_restore_test(secret(\"DATABASE_URL\")).ok);",
             "```",
         ],
-        move |call: NativeCallContext, url: Dynamic| {
-            at(&call, backup_restore_test(&c, &p, &url, &Map::new()))
+        move |url: Dynamic| {
+            backup_restore_test(&c, &p, &url, &Map::new())
         },
     );
     let (c, p) = (ctx.clone(), pools.clone());
@@ -727,8 +721,8 @@ pub fn register(family: &mut Family, ctx: &Arc<RunContext>, pools: &Pools) {
             "db::backup_restore_test(url, #{dir: \"backups\", keep_dump: true});",
             "```",
         ],
-        move |call: NativeCallContext, url: Dynamic, options: Map| {
-            at(&call, backup_restore_test(&c, &p, &url, &options))
+        move |url: Dynamic, options: Map| {
+            backup_restore_test(&c, &p, &url, &options)
         },
     );
     let c = ctx.clone();
@@ -743,7 +737,7 @@ pub fn register(family: &mut Family, ctx: &Arc<RunContext>, pools: &Pools) {
             "let newest = db::backup_files(\"/var/backups/elson\")[0];",
             "```",
         ],
-        move |call: NativeCallContext, dir: &str| list_backups(&c, &call, dir, "*"),
+        move |dir: &str| list_backups(&c, dir, "*"),
     );
     let c = ctx.clone();
     family.function(
@@ -757,8 +751,8 @@ pub fn register(family: &mut Family, ctx: &Arc<RunContext>, pools: &Pools) {
             "let dumps = db::backup_files(\"/var/backups/elson\", \"elson-*.dump\");",
             "```",
         ],
-        move |call: NativeCallContext, dir: &str, pattern: &str| {
-            list_backups(&c, &call, dir, pattern)
+        move |dir: &str, pattern: &str| {
+            list_backups(&c, dir, pattern)
         },
     );
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use rhai::{Dynamic, EvalAltResult, Map, NativeCallContext};
+use rhai::{Dynamic, EvalAltResult, Map};
 use serde_json::json;
 
 use crate::engine::binding::{Call, Failure, Family};
@@ -44,7 +44,7 @@ pub fn family(ctx: &Arc<RunContext>) -> Family {
             "let db = db::connect(secret(\"DATABASE_URL\"));",
             "```",
         ],
-        move |call: NativeCallContext, url: Dynamic| at(&call, connect(&c, &p, &url, &Map::new())),
+        move |url: Dynamic| connect(&c, &p, &url, &Map::new()),
     );
     let (c, p) = (ctx.clone(), pools.clone());
     family.function(
@@ -58,8 +58,8 @@ pub fn family(ctx: &Arc<RunContext>) -> Family {
             "let db = db::connect(secret(\"DATABASE_URL\"), #{max_connections: 2, acquire_timeout: 5});",
             "```",
         ],
-        move |call: NativeCallContext, url: Dynamic, options: Map| {
-            at(&call, connect(&c, &p, &url, &options))
+        move |url: Dynamic, options: Map| {
+            connect(&c, &p, &url, &options)
         },
     );
     family.method(
@@ -80,17 +80,6 @@ pub fn family(ctx: &Arc<RunContext>) -> Family {
     replication::register(&mut family, ctx);
     backup::register(&mut family, ctx, &pools);
     family
-}
-
-/// The script position of a namespaced call, which Rhai leaves out of the errors such calls
-/// return (method calls get it): without it the operator would not see which line failed.
-pub(crate) fn at<T>(call: &NativeCallContext, result: Outcome<T>) -> Outcome<T> {
-    result.map_err(|mut error| {
-        if error.position().is_none() {
-            error.set_position(call.call_position());
-        }
-        error
-    })
 }
 
 /// A failure found before a call could start, in the form the call path gives errors.

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use ::redis::cluster::ClusterClient;
-use rhai::{Array, Dynamic, Map, NativeCallContext};
+use rhai::{Array, Dynamic, Map};
 use serde_json::json;
 
 use super::error::RedisError;
 use super::reply::{parse_info, text_of, to_dynamic};
-use super::{Outcome, at, call, command, open, shown, url_text};
+use super::{Outcome, call, command, open, shown, url_text};
 use crate::engine::binding::Family;
 use crate::engine::context::RunContext;
 use crate::transcript::event::Effect;
@@ -185,7 +185,7 @@ pub fn register(family: &mut Family, ctx: &Arc<RunContext>) {
             "let cluster = redis::cluster([\"redis://10.0.0.1:7000\", \"redis://10.0.0.2:7000\"]);",
             "```",
         ],
-        move |call: NativeCallContext, nodes: Dynamic| at(&call, cluster(&c, &nodes)),
+        move |nodes: Dynamic| cluster(&c, &nodes),
     );
     let c = ctx.clone();
     family.method(

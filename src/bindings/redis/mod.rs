@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use ::redis::Value;
 use ::redis::aio::MultiplexedConnection;
-use rhai::{Dynamic, EvalAltResult, Map, NativeCallContext};
+use rhai::{Dynamic, EvalAltResult, Map};
 use serde_json::json;
 
 use crate::engine::binding::{Call, Failure, Family};
@@ -152,16 +152,6 @@ where
     Call::new(ctx, name, effect, target)
         .args(args)
         .run(planned, async move { work.await.map_err(Failure::from) })
-}
-
-/// The script position of a namespaced call, which Rhai leaves out of such calls' errors.
-pub fn at<T>(call: &NativeCallContext, result: Outcome<T>) -> Outcome<T> {
-    result.map_err(|mut error| {
-        if error.position().is_none() {
-            error.set_position(call.call_position());
-        }
-        error
-    })
 }
 
 /// The connection for `url`, opened through the call path as `name` the first time.
@@ -618,7 +608,7 @@ pub fn family(ctx: &Arc<RunContext>) -> Family {
             "let r = redis::connect(secret(\"REDIS_URL\"));",
             "```",
         ],
-        move |call: NativeCallContext, url: Dynamic| at(&call, connect(&c, &o, &url, "redis::connect")),
+        move |url: Dynamic| connect(&c, &o, &url, "redis::connect"),
     );
     family.method(
         "target",

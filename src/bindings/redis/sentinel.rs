@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use ::redis::aio::MultiplexedConnection;
-use rhai::{Array, Dynamic, Map, NativeCallContext};
+use rhai::{Array, Dynamic, Map};
 use serde_json::json;
 
 use super::error::RedisError;
 use super::reply::{field_lists, fields, text_of};
-use super::{Connections, Outcome, Redis, at, command, connect, on, ping};
+use super::{Connections, Outcome, Redis, command, connect, on, ping};
 use crate::engine::binding::Family;
 use crate::engine::context::RunContext;
 use crate::transcript::event::Effect;
@@ -104,12 +104,7 @@ pub fn register(family: &mut Family, ctx: &Arc<RunContext>, open_ones: &Connecti
             "let s = redis::sentinel(\"redis://sentinel-0.elson:26379\");",
             "```",
         ],
-        move |call: NativeCallContext, url: Dynamic| {
-            at(
-                &call,
-                connect(&c, &o, &url, "redis::sentinel").map(Sentinel),
-            )
-        },
+        move |url: Dynamic| connect(&c, &o, &url, "redis::sentinel").map(Sentinel),
     );
     family.method(
         "target",
